@@ -1,0 +1,255 @@
+"""The YAML config, validated with pydantic so every error names the key and the reason.
+
+Every key has a default, so an empty file runs. ``STREAMD_SECTION__KEY=value`` environment
+variables override keys (values are parsed as YAML, so ``STREAMD_MODEL__BATCH_MAX=8`` is an int).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from streamd.errors import ConfigError
+
+ENV_PREFIX = "STREAMD_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerConfig(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    tokens: list[str] = []
+    client_queue: int = Field(1000, ge=1, description="events buffered per websocket client before 1013")
+
+
+class SipConfig(_Section):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(5060, ge=0, le=65535)
+    tcp: bool = True
+    rtp_ports: tuple[int, int] = (40000, 40999)
+    allow_from: list[str] = ["127.0.0.1/32"]
+    max_calls: int = Field(200, ge=1)
+    max_message_bytes: int = Field(65535, ge=512)
+    max_packet_bytes: int = Field(2048, ge=64)
+    rtp_timeout_s: float = Field(10.0, gt=0)
+    jitter_ms: int = Field(60, ge=0, le=1000)
+
+    @field_validator("allow_from")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{net!r} is not a network ({exc})") from None
+        return v
+
+    @field_validator("rtp_ports")
+    @classmethod
+    def _ports(cls, v: tuple[int, int]) -> tuple[int, int]:
+        lo, hi = v
+        if not (1024 <= lo <= hi <= 65535):
+            raise ValueError("must be [low, high] with 1024 <= low <= high <= 65535")
+        return v
+
+
+class WebRtcConfig(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    ice_servers: list[str] = []
+    max_peers: int = Field(20, ge=1)
+
+
+class MicConfig(_Section):
+    enabled: bool = False
+    device: str | int | None = None
+    sample_rate: int | None = None
+
+
+class TwilioConfig(_Section):
+    enabled: bool = False
+    path: str = "/v1/ingest/twilio"
+    auth_token: str | None = None
+    public_url: str | None = Field(None, description="URL Twilio signs, when behind a proxy")
+
+
+class AudioHookConfig(_Section):
+    enabled: bool = False
+    path: str = "/v1/ingest/audiohook"
+    api_keys: list[str] = []
+    organization_ids: list[str] = []
+
+
+class AudioForkConfig(_Section):
+    enabled: bool = False
+    path: str = "/v1/ingest/audiofork"
+
+
+class AudioSocketConfig(_Section):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(9092, ge=0, le=65535)
+
+
+class SourcesConfig(_Section):
+    files: list[str] = []
+    as_fast_as_possible: bool = False
+    exit_when_done: bool = Field(False, description="exit once every file source has ended")
+    sip: SipConfig = SipConfig()
+    webrtc: WebRtcConfig = WebRtcConfig()
+    mic: MicConfig = MicConfig()
+    twilio: TwilioConfig = TwilioConfig()
+    audiohook: AudioHookConfig = AudioHookConfig()
+    audiofork: AudioForkConfig = AudioForkConfig()
+    audiosocket: AudioSocketConfig = AudioSocketConfig()
+    max_streams: int = Field(500, ge=1)
+
+
+class VadConfig(_Section):
+    aggressiveness: int = Field(2, ge=0, le=3)
+    frame_ms: Literal[10, 20, 30] = 20
+    hangover_ms: int = Field(200, ge=0, le=2000, description="non-speech kept after speech")
+    pause_s: float = Field(0.8, gt=0, description="silence that counts as speech having stopped")
+
+
+class WindowsConfig(_Section):
+    length_s: float = Field(4.0, gt=0)
+    min_s: float = Field(2.5, gt=0)
+    hop_s: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _order(self) -> WindowsConfig:
+        if self.min_s > self.length_s:
+            raise ValueError(f"min_s ({self.min_s}) must not exceed length_s ({self.length_s})")
+        return self
+
+
+class ModelConfig(_Section):
+    name: str | None = None
+    dir: str = "models"
+    providers: list[Literal["cuda", "tensorrt", "cpu"]] = ["cuda", "cpu"]
+    require_gpu: bool = False
+    batch_max: int = Field(32, ge=1, le=1024)
+    batch_wait_ms: float = Field(20, ge=0, le=5000)
+    threads: int = Field(0, ge=0, description="intra-op threads; 0 lets onnxruntime choose")
+
+
+class AlertsConfig(_Section):
+    method: Literal["ema", "mean"] = "ema"
+    alpha: float = Field(0.5, gt=0, le=1)
+    n: int = Field(3, ge=1, description="windows averaged when method is mean")
+    raise_: float | None = Field(None, alias="raise", ge=0, le=1)
+    clear: float | None = Field(None, ge=0, le=1)
+    raise_after: int = Field(2, ge=1)
+    clear_after: int = Field(3, ge=1)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _order(self) -> AlertsConfig:
+        if self.raise_ is not None and self.clear is not None and self.clear > self.raise_:
+            raise ValueError(f"clear ({self.clear}) must not exceed raise ({self.raise_})")
+        return self
+
+
+class StoreConfig(_Section):
+    path: str | None = None
+    retention_days: float = Field(30, gt=0)
+
+
+class LoggingConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+    file: str | None = None
+
+
+class ServiceConfig(_Section):
+    grace_s: float = Field(10.0, ge=0, description="SIGTERM: time to score buffered audio")
+
+
+class Config(_Section):
+    server: ServerConfig = ServerConfig()
+    sources: SourcesConfig = SourcesConfig()
+    vad: VadConfig = VadConfig()
+    windows: WindowsConfig = WindowsConfig()
+    model: ModelConfig = ModelConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    store: StoreConfig = StoreConfig()
+    logging: LoggingConfig = LoggingConfig()
+    service: ServiceConfig = ServiceConfig()
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == "STREAMD_CONFIG":
+            continue
+        parts = [p.lower() for p in key[len(ENV_PREFIX):].split("__") if p]
+        if not parts:
+            continue
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            node[parts[-1]] = raw
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _format_error(exc: ValidationError, origin: str) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{origin}: {key}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, origin: str = "config", environ: dict[str, str] | None = None) -> Config:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: the top level must be a mapping of sections")
+    data = _merge(data, _env_overrides(dict(os.environ if environ is None else environ)))
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, origin)) from None
+
+
+def load_config(path: str | Path | None, environ: dict[str, str] | None = None) -> Config:
+    """Load and validate a config file; ``None`` means defaults plus environment overrides."""
+    if path is None:
+        return parse_config({}, "defaults", environ)
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read config ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({exc})".replace("\n", " ")) from None
+    return parse_config(data, str(p), environ)

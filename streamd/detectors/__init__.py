@@ -1,0 +1,55 @@
+"""Model architectures for export; torch lives only here, never on the runtime path.
+
+``FAMILIES`` maps a family name to the module that turns its checkpoint into an ``ExportPlan``
+(a function ``load_plan(source: Path, **options) -> ExportPlan``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+from streamd.errors import UsageError
+
+FAMILIES: dict[str, str] = {
+    "wav2vec2-seqcls": "streamd.detectors.wav2vec2",
+    "aasist": "streamd.detectors.aasist_export",
+    "wav2vec2-meanpool": "streamd.detectors.meanpool",
+    "ast": "streamd.detectors.ast",
+    "convnext-mel": "streamd.detectors.convnext_mel",
+    "w2v2-embed-logreg": "streamd.detectors.embed_logreg",
+}
+
+HF_ARCHITECTURES = {
+    "Wav2Vec2ForSequenceClassification": "wav2vec2-seqcls",
+    "ASTForAudioClassification": "ast",
+    "ConvNextForImageClassification": "convnext-mel",
+}
+
+
+def guess_family(source: Path) -> str:
+    """The family of a checkpoint when ``--family`` is not given."""
+    if source.is_dir() and (source / "config.json").exists():
+        try:
+            arch = (json.loads((source / "config.json").read_text()).get("architectures") or [""])[0]
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UsageError(f"{source}/config.json: cannot read ({exc})") from None
+        if arch in HF_ARCHITECTURES:
+            return HF_ARCHITECTURES[arch]
+        raise UsageError(f"{source}: architecture {arch!r} is not a known family; pass --family")
+    if source.suffix in (".pth", ".pt"):
+        return "aasist"
+    raise UsageError(f"{source}: cannot tell the model family; pass --family ({', '.join(FAMILIES)})")
+
+
+def family_module(family: str) -> Any:
+    if family not in FAMILIES:
+        raise UsageError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
+    try:
+        return importlib.import_module(FAMILIES[family])
+    except ImportError as exc:
+        if exc.name in ("torch", "transformers", "onnx"):
+            raise UsageError(f"export needs {exc.name}: pip install 'streamd[export]'") from None
+        raise UsageError(f"family {family!r} is not available in this build ({exc})") from None

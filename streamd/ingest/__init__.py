@@ -1,0 +1,1 @@
+"""Adapters that turn a transport (file, mic, SIP/RTP, WebRTC, websocket feeds) into streams."""

@@ -1,0 +1,105 @@
+"""The stream hub: where every source opens its streams. It owns nothing per source.
+
+Sources call ``open_stream`` for each call leg and ``close`` when it ends; the hub wires the
+stream to the shared scorer and the event bus, enforces ``sources.max_streams``, and refuses new
+streams once the daemon is shutting down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from streamd.audio import StreamInfo
+from streamd.errors import StreamdError
+from streamd.pipeline.stream import StreamPipeline
+
+if TYPE_CHECKING:
+    from streamd.config import Config
+    from streamd.events.bus import EventBus
+    from streamd.pipeline.scorer import Score, Scorer
+    from streamd.runtime.session import Detector
+
+log = logging.getLogger("streamd.hub")
+
+
+class HubRefused(StreamdError):
+    """A new stream was refused: over the limit, or the daemon is stopping."""
+
+
+class HubObserver:
+    """Hooks for metrics; every method is a no-op here."""
+
+    def stream_opened(self, stream: StreamPipeline) -> None: ...
+
+    def stream_closed(self, stream: StreamPipeline) -> None: ...
+
+    def window_queued(self, stream: StreamPipeline) -> None: ...
+
+    def window_scored(self, stream: StreamPipeline, score: Score) -> None: ...
+
+    def alert(self, stream: StreamPipeline, kind: str) -> None: ...
+
+
+class StreamHub:
+    def __init__(self, config: Config, detector: Detector, scorer: Scorer, bus: EventBus) -> None:
+        self.config = config
+        self.detector = detector
+        self.scorer = scorer
+        self.bus = bus
+        self.streams: dict[str, StreamPipeline] = {}
+        self.accepting = True
+        self.observers: list[HubObserver] = []
+        threshold = detector.manifest.threshold
+        a = config.alerts
+        raise_ = a.raise_ if a.raise_ is not None else threshold
+        clear = a.clear if a.clear is not None else max(0.0, min(raise_, threshold) - 0.1)
+        self.thresholds = (raise_, min(clear, raise_))
+        self.model_json: dict[str, Any] = detector.describe()
+
+    def open_stream(self, info: StreamInfo, sample_rate: int) -> StreamPipeline:
+        if not self.accepting:
+            raise HubRefused("the daemon is shutting down")
+        if len(self.streams) >= self.config.sources.max_streams:
+            raise HubRefused(f"sources.max_streams ({self.config.sources.max_streams}) reached")
+        if info.stream_id in self.streams:
+            raise HubRefused(f"stream {info.stream_id} is already open")
+        stream = StreamPipeline(info, sample_rate, self)
+        self.streams[info.stream_id] = stream
+        log.info("stream %s opened (source=%s leg=%s rate=%d)", info.stream_id, info.source, info.leg, sample_rate)
+        self.bus.publish(
+            "stream.started", info.to_json(), sample_rate=sample_rate, model=self.model_json
+        )
+        for o in self.observers:
+            o.stream_opened(stream)
+        return stream
+
+    def forget(self, stream: StreamPipeline) -> None:
+        if self.streams.get(stream.info.stream_id) is stream:
+            del self.streams[stream.info.stream_id]
+            log.info("stream %s ended (%d windows)", stream.info.stream_id, stream.windows)
+            for o in self.observers:
+                o.stream_closed(stream)
+
+    def on_window_queued(self, stream: StreamPipeline) -> None:
+        for o in self.observers:
+            o.window_queued(stream)
+
+    def on_window_scored(self, stream: StreamPipeline, score: Score) -> None:
+        for o in self.observers:
+            o.window_scored(stream, score)
+
+    def on_alert(self, stream: StreamPipeline, kind: str) -> None:
+        for o in self.observers:
+            o.alert(stream, kind)
+
+    async def close_all(self, reason: str = "shutdown") -> None:
+        """Stop taking streams, score what is buffered and end every open stream."""
+        self.accepting = False
+        streams = list(self.streams.values())
+        if streams:
+            results = await asyncio.gather(*(s.close(reason) for s in streams), return_exceptions=True)
+            for s, r in zip(streams, results):
+                if isinstance(r, BaseException):
+                    log.error("stream %s did not close cleanly: %s", s.info.stream_id, r)

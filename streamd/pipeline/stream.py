@@ -1,0 +1,168 @@
+"""One stream's wiring: native audio in; VAD, windows, scores, smoothing and events out.
+
+``write`` is synchronous and cheap so datagram and websocket callbacks can call it directly.
+Windows go to the shared scorer at once; one task per stream takes the results back in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from streamd.audio import SAMPLE_RATE, AudioConverter, StreamInfo
+from streamd.pipeline.smoother import Smoother
+from streamd.pipeline.vad import SpeechGate
+from streamd.pipeline.windows import Window, Windower
+
+if TYPE_CHECKING:
+    from streamd.pipeline.hub import StreamHub
+    from streamd.pipeline.scorer import Score
+
+log = logging.getLogger("streamd.stream")
+
+
+class StreamPipeline:
+    def __init__(self, info: StreamInfo, sample_rate: int, hub: StreamHub) -> None:
+        cfg = hub.config
+        self.info = info
+        self.hub = hub
+        self.sample_rate = sample_rate
+        self._converter = AudioConverter(sample_rate)
+        self._gate = SpeechGate(cfg.vad.aggressiveness, cfg.vad.frame_ms, cfg.vad.hangover_ms)
+        self._windower = Windower(cfg.windows.length_s, cfg.windows.min_s, cfg.windows.hop_s, cfg.vad.pause_s)
+        raise_, clear = hub.thresholds
+        a = cfg.alerts
+        self.smoother = Smoother(raise_, clear, a.method, a.alpha, a.n, a.raise_after, a.clear_after)
+        self._results: asyncio.Queue[tuple[Window, asyncio.Future[Score]] | None] = asyncio.Queue()
+        self._task = asyncio.create_task(self._consume(), name=f"stream-{info.stream_id}")
+        self.closed = False
+        self.native_samples = 0
+        self.frames_lost = 0
+        self.windows = 0
+        self.scores: list[float] = []
+        self.started_at = time.time()
+        self.last_audio = time.monotonic()
+
+    @property
+    def stream_json(self) -> dict[str, Any]:
+        return self.info.to_json()
+
+    def write(self, samples: np.ndarray) -> None:
+        """PCM at this stream's native rate: int16/float, ``[n]`` or ``[n, channels]``."""
+        if self.closed:
+            return
+        self.native_samples += len(samples)
+        self.last_audio = time.monotonic()
+        self._feed(self._converter.convert(samples))
+
+    def write_silence(self, n_samples: int) -> None:
+        """Loss or a gap becomes silence of the same length, so stream time never shifts."""
+        if n_samples > 0:
+            self.write(np.zeros(n_samples, dtype=np.float32))
+
+    def note_lost(self, frames: int) -> None:
+        self.frames_lost += frames
+
+    def set_sample_rate(self, rate: int) -> None:
+        """A codec change mid-call (re-INVITE): finish the old resampler, start a new one."""
+        if rate != self.sample_rate:
+            self._feed(self._converter.flush())
+            self.sample_rate = rate
+            self._converter = AudioConverter(rate)
+
+    def _feed(self, audio16: np.ndarray) -> None:
+        for frame in self._gate.push(audio16):
+            for window in self._windower.push(frame):
+                self._submit(window)
+
+    def _submit(self, window: Window) -> None:
+        self.hub.on_window_queued(self)
+        self._results.put_nowait((window, self.hub.scorer.submit(window.samples)))
+
+    async def close(self, reason: str = "ended") -> dict[str, Any]:
+        """Score what is buffered, then emit ``stream.ended`` with the summary."""
+        if self.closed:
+            await asyncio.shield(self._task)
+            return self._summary(reason)
+        self._feed(self._converter.flush())
+        for frame in self._gate.flush():
+            for window in self._windower.push(frame):
+                self._submit(window)
+        for window in self._windower.flush():
+            self._submit(window)
+        self.closed = True
+        self._results.put_nowait(None)
+        await self._task
+        summary = self._summary(reason)
+        self.hub.bus.publish("stream.ended", self.stream_json, summary=summary, model=self.hub.model_json)
+        self.hub.forget(self)
+        return summary
+
+    def _summary(self, reason: str) -> dict[str, Any]:
+        return {
+            "reason": reason,
+            "duration_s": round(self.native_samples / self.sample_rate, 3) if self.sample_rate else 0.0,
+            "speech_s": round(self._gate.speech_samples / SAMPLE_RATE, 3),
+            "windows": self.windows,
+            "max_score": round(max(self.scores), 4) if self.scores else None,
+            "mean_score": round(float(np.mean(self.scores)), 4) if self.scores else None,
+            "alert_raised": self.smoother.ever_raised,
+            "alerting": self.smoother.alerting,
+            "frames_lost": self.frames_lost,
+        }
+
+    async def _consume(self) -> None:
+        while True:
+            item = await self._results.get()
+            if item is None:
+                return
+            window, fut = item
+            try:
+                score = await fut
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("stream %s: window %.2f-%.2f s not scored: %s", self.info.stream_id, window.start_s, window.end_s, exc)
+                continue
+            self._publish(window, score)
+
+    def _publish(self, window: Window, score: Score) -> None:
+        self.windows += 1
+        self.scores.append(score.p_fake)
+        transition = self.smoother.update(score.p_fake)
+        smoothed = float(self.smoother.score or 0.0)
+        win = {"start_s": round(window.start_s, 3), "end_s": round(window.end_s, 3)}
+        bus, model = self.hub.bus, self.hub.model_json
+        bus.publish(
+            "window.scored",
+            self.stream_json,
+            score=round(score.p_fake, 6),
+            smoothed=round(smoothed, 6),
+            alerting=self.smoother.alerting,
+            window=win,
+            model=model,
+            latency_ms=round(score.queued_s * 1000, 2),
+            batch=score.batch_size,
+        )
+        self.hub.on_window_scored(self, score)
+        if transition is not None:
+            bus.publish(
+                f"alert.{transition.kind}",
+                self.stream_json,
+                score=round(transition.score, 6),
+                window=win,
+                model=model,
+                thresholds={"raise": self.smoother.raise_, "clear": self.smoother.clear},
+            )
+            self.hub.on_alert(self, transition.kind)
+
+    async def abort(self) -> None:
+        self.closed = True
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task

@@ -1,0 +1,101 @@
+"""Sliding windows of speech, per stream (DESIGN.md "windower").
+
+Speech frames (with hangover) go into a buffer that holds at most ``length_s``. A window is cut
+every ``hop_s`` of new speech once the buffer is full. When speech stops for ``pause_s`` or the
+stream ends, a shorter window is cut if at least ``min_s`` of speech has not been scored yet.
+Nothing shorter than ``min_s`` is ever emitted. Window times are stream seconds.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamd.audio import SAMPLE_RATE
+from streamd.pipeline.vad import Frame
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    start_s: float
+    end_s: float
+    samples: np.ndarray
+    final: bool = False  # cut because speech stopped or the stream ended
+
+    @property
+    def speech_s(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
+
+
+class Windower:
+    def __init__(
+        self,
+        length_s: float = 4.0,
+        min_s: float = 2.5,
+        hop_s: float = 1.0,
+        pause_s: float = 0.8,
+        sample_rate: int = SAMPLE_RATE,
+    ) -> None:
+        if not 0 < min_s <= length_s:
+            raise ValueError("need 0 < min_s <= length_s")
+        self.sr = sample_rate
+        self.length = round(length_s * sample_rate)
+        self.min = round(min_s * sample_rate)
+        self.hop = round(hop_s * sample_rate)
+        self.pause = round(pause_s * sample_rate)
+        self._chunks: deque[tuple[int, np.ndarray]] = deque()  # (stream start sample, samples)
+        self._held = 0
+        self._unscored = 0
+        self._silence = 0
+
+    def push(self, frame: Frame) -> list[Window]:
+        if not frame.speech:
+            before = self._silence
+            self._silence += len(frame.samples)
+            if before < self.pause <= self._silence:
+                return self._cut_short()
+            return []
+        self._silence = 0
+        self._chunks.append((frame.start, frame.samples))
+        self._held += len(frame.samples)
+        self._unscored += len(frame.samples)
+        self._trim()
+        if self._held >= self.length and self._unscored >= self.hop:
+            self._unscored = 0
+            return [self._window(final=False)]
+        return []
+
+    def flush(self) -> list[Window]:
+        """End of stream."""
+        return self._cut_short()
+
+    @property
+    def unscored_s(self) -> float:
+        return self._unscored / self.sr
+
+    def _cut_short(self) -> list[Window]:
+        if self._unscored >= self.min and self._held >= self.min:
+            self._unscored = 0
+            return [self._window(final=True)]
+        return []
+
+    def _trim(self) -> None:
+        excess = self._held - self.length
+        while excess > 0:
+            start, samples = self._chunks[0]
+            if len(samples) <= excess:
+                self._chunks.popleft()
+                self._held -= len(samples)
+                excess -= len(samples)
+            else:
+                self._chunks[0] = (start + excess, samples[excess:])
+                self._held -= excess
+                excess = 0
+
+    def _window(self, final: bool) -> Window:
+        first_start = self._chunks[0][0]
+        last_start, last = self._chunks[-1]
+        samples = np.concatenate([c for _, c in self._chunks]).astype(np.float32, copy=False)
+        return Window(first_start / self.sr, (last_start + len(last)) / self.sr, samples, final)

@@ -1,0 +1,1 @@
+"""What the daemon needs at run time to use a model: the manifest and an onnxruntime session."""
