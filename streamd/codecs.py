@@ -155,7 +155,7 @@ class _AvDecoder(Decoder):
         last: Exception | None = None
         for name in self._av_names:
             try:
-                context = av.CodecContext.create(name, "r")
+                context: Any = av.CodecContext.create(name, "r")
             except (av.FFmpegError, ValueError) as exc:
                 last = exc
                 continue

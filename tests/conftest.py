@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +43,19 @@ def speech_16k(shared_dir: Path) -> np.ndarray:
 def tone(freq: float, seconds: float, rate: int = 16000, amp: float = 0.5) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models dir holding ``tiny``: a random-weight Wav2Vec2 classifier exported through the CLI."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tinymodels import save_tiny_wav2vec2
+
+    from streamd.cli import main
+
+    root = tmp_path_factory.mktemp("tiny-model")
+    ckpt = save_tiny_wav2vec2(root / "ckpt")
+    models = root / "models"
+    assert main(["models", "export", "--from", str(ckpt), "--name", "tiny", "--models-dir", str(models)]) == 0
+    return models

@@ -119,6 +119,9 @@ class AASIST(nn.Module):
         self.encoder = nn.Sequential(
             *(nn.Sequential(ResidualBlock(a, b, first=i == 0)) for i, (a, b) in enumerate(cfg.blocks))
         )
+        # channels_last convolutions are ~1.5x faster on CPU (oneDNN); loading a state dict copies
+        # into these tensors and keeps their layout, and ONNX export ignores it
+        self.encoder.to(memory_format=torch.channels_last)
         # one learned position vector per spectral node (the 3x3 pool leaves n_filters // 3 bands)
         self.pos_S = nn.Parameter(torch.randn(1, cfg.n_filters // 3, channels))
         # stack nodes: kept [1, 1, D] and broadcast over the batch, as the original does
@@ -149,7 +152,7 @@ class AASIST(nn.Module):
         x = self.conv_time(wave)
         x = F.max_pool2d(x.abs().unsqueeze(1), kernel_size=(3, 3))
         x = F.selu(self.first_bn(x))
-        return self.encoder(x)
+        return self.encoder(x.contiguous(memory_format=torch.channels_last))
 
     def _hsgal_branch(
         self,

@@ -67,6 +67,13 @@ class SincFrontEnd(nn.Module):
         return F.conv1d(wave.unsqueeze(1), self.filters)
 
 
+def _fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
+    assert bn.running_mean is not None and bn.running_var is not None and conv.bias is not None
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    w = conv.weight * scale[:, None, None, None]
+    return w, (conv.bias - bn.running_mean) * scale + bn.bias
+
+
 class ResidualBlock(nn.Module):
     """RawNet2-style 2-D residual block, then max-pooling by 3 along time.
 
@@ -87,9 +94,14 @@ class ResidualBlock(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.conv2(F.selu(self.bn2(self.conv1(x))))
-        skip = x if self.conv_downsample is None else self.conv_downsample(x)
-        return F.max_pool2d(out + skip, kernel_size=(1, 3))
+        if self.training:
+            out = self.bn2(self.conv1(x))
+        else:
+            w, b = _fold_batchnorm(self.conv1, self.bn2)
+            out = F.conv2d(x, w, b, padding=(1, 1))
+        out = self.conv2(F.selu(out, inplace=True))
+        out += x if self.conv_downsample is None else self.conv_downsample(x)
+        return F.max_pool2d(out, kernel_size=(1, 3))
 
 
 def _pairwise_products(x: Tensor) -> Tensor:

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from streamd.detectors.export import ExportPlan
-from streamd.errors import ModelError, UsageError
+from streamd.detectors.hf import from_pretrained, offline_quiet
+from streamd.errors import UsageError
 from streamd.runtime.manifest import WindowSpec
 
 FAKE_LABEL = re.compile(r"fake|spoof|synthetic|deepfake|generated|clone|tts|\bai\b", re.IGNORECASE)
@@ -106,14 +107,10 @@ def load_plan(
         raise UsageError(f"{source}: architecture {arch}, family wav2vec2-seqcls needs Wav2Vec2ForSequenceClassification")
     labels = read_labels(config)
     fidx = fake_index_from_labels(labels, fake_index, str(source))
-    try:
-        from transformers import Wav2Vec2ForSequenceClassification
-    except ImportError:
-        raise ModelError("export needs torch and transformers: pip install 'streamd[export]'") from None
-    try:
-        model = Wav2Vec2ForSequenceClassification.from_pretrained(str(source), attn_implementation="eager").eval()
-    except Exception as exc:
-        raise ModelError(f"{source}: cannot load the checkpoint ({exc})".splitlines()[0]) from None
+    offline_quiet()
+    from transformers import Wav2Vec2ForSequenceClassification
+
+    model = from_pretrained(Wav2Vec2ForSequenceClassification, source, attn_implementation="eager")
     normalize = _do_normalize(source)
     return ExportPlan(
         module=build_module(model, normalize),

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -48,7 +48,12 @@ class FeedError(ProtocolError):
     """
 
     def __init__(
-        self, message: str, *, fatal: bool = True, code: int = 400, close_code: int = CLOSE_PROTOCOL_ERROR
+        self,
+        message: str,
+        *,
+        fatal: bool = True,
+        code: int = 400,
+        close_code: int = CLOSE_PROTOCOL_ERROR,
     ) -> None:
         super().__init__(message)
         self.fatal = fatal
@@ -120,7 +125,9 @@ class Disconnect:
     grace_s: float = 0.0
 
 
-FeedEvent = Union[StreamOpened, Audio, Gap, StreamClosed, Notice, ProtocolViolation, Reply, Disconnect]
+FeedEvent = (
+    StreamOpened | Audio | Gap | StreamClosed | Notice | ProtocolViolation | Reply | Disconnect
+)
 T = TypeVar("T")
 
 
@@ -229,9 +236,8 @@ def as_int(value: Any, name: str, *, low: int = 0, high: int = 2**53, fatal: boo
     """An integer field that may arrive as a JSON number or as a decimal string (Twilio)."""
     if isinstance(value, bool):
         raise FeedError(f"{name} must be an integer, got a boolean", fatal=fatal)
-    if isinstance(value, str) and 0 < len(value) <= 19 and value.isascii() and value.isdigit():
-        value = int(value)
-    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+    digits = isinstance(value, str) and 0 < len(value) <= 19 and value.isascii() and value.isdigit()
+    if digits or (isinstance(value, float) and math.isfinite(value) and value.is_integer()):
         value = int(value)
     if not isinstance(value, int):
         raise FeedError(f"{name} must be an integer, got {value!r:.40}", fatal=fatal)
@@ -245,6 +251,13 @@ def as_str(value: Any, name: str, *, fatal: bool = True, max_chars: int = 1024) 
         raise FeedError(f"{name} must be a string, got {type(value).__name__}", fatal=fatal)
     if len(value) > max_chars:
         raise FeedError(f"{name} is longer than {max_chars} characters", fatal=fatal)
+    return value
+
+
+def as_choice(value: Any, choices: Collection[str], name: str, *, fatal: bool = True) -> str:
+    """A string field that must be one of ``choices`` (safe for any JSON value, even a list)."""
+    if not isinstance(value, str) or value not in choices:
+        raise FeedError(f"{name} must be one of {sorted(choices)}, got {value!r:.40}", fatal=fatal)
     return value
 
 
