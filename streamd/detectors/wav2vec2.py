@@ -123,3 +123,23 @@ def load_plan(
         reference=reference_pipeline(source, model),
         extra={"normalize": "zero_mean_unit_var" if normalize else "none", "architecture": arch},
     )
+
+
+def build_wav2vec2_base_plan(seed: int = 0) -> ExportPlan:
+    """A full-size wav2vec2-base classifier (95 M) with random weights, for benchmarks."""
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
+
+    offline_quiet()
+    torch.manual_seed(seed)
+    cfg = Wav2Vec2Config(num_labels=2, id2label={0: "real", 1: "fake"}, label2id={"real": 0, "fake": 1})
+    model = Wav2Vec2ForSequenceClassification(cfg).eval()
+    return ExportPlan(
+        module=build_module(model, normalize=True),
+        family="wav2vec2-seqcls",
+        labels=["real", "fake"],
+        fake_index=1,
+        window=WindowSpec(min_s=2.5, max_s=4.0, pad="zero"),
+        source="random weights (benchmark)",
+        atol=1e-3,
+    )

@@ -33,6 +33,7 @@ class EventBus:
         self._next_id = (store.last_id() if store is not None else 0) + 1
         self._sinks: list[Sink] = []
         self.published = 0
+        self.store_errors = 0
 
     def add_sink(self, sink: Sink) -> None:
         self._sinks.append(sink)
@@ -48,7 +49,13 @@ class EventBus:
     def publish(self, type_: str, stream: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
         event = make_event(self._next_id, type_, stream, **fields)
         if self.store is not None:
-            event["id"] = self.store.append(event)
+            try:
+                event["id"] = self.store.append(event)
+            except Exception as exc:
+                # A full disk must not stop scoring or hide an alert from live subscribers; the
+                # store burns the id it took, so ids stay unique. Replay will miss this event.
+                self.store_errors += 1
+                log.error("event %d (%s) not stored: %s", event["id"], type_, exc)
         self._next_id = event["id"] + 1
         self.published += 1
         for sink in list(self._sinks):
