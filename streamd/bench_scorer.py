@@ -103,10 +103,10 @@ def run(args: argparse.Namespace) -> int:
         for r in measure_detector(det, batches, args.windows, args.window_s, args.max_seconds):
             print(_row(det.name, r, None))
         return 0
+    import torch
+
     from streamd.detectors.export import export_plan
     from streamd.detectors.wav2vec2 import build_wav2vec2_base_plan
-
-    import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
     plan = build_wav2vec2_base_plan()

@@ -7,13 +7,15 @@ emit ``stream.ended`` for every open stream, then flush the store (DESIGN.md "Ru
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamd.config import Config
 from streamd.errors import StreamdError
 from streamd.events.bus import EventBus, JsonLinesSink
+from streamd.events.store import EventStore, open_store
 from streamd.ingest.base import Source
 from streamd.ingest.files import FileSource
 from streamd.pipeline.hub import StreamHub
@@ -21,7 +23,13 @@ from streamd.pipeline.scorer import Scorer
 from streamd.runtime.manifest import resolve_manifest
 from streamd.runtime.session import Detector
 
+if TYPE_CHECKING:
+    from streamd.server.app import ServerHandle
+
 log = logging.getLogger("streamd.daemon")
+
+CHECKPOINT_EVERY_S = 10.0  # WAL checkpoints, from a worker thread (keeps fsync off the loop)
+PRUNE_EVERY_S = 3600.0
 
 # config section under ``sources`` -> "module:Class"; each class has ``from_config(config)``.
 SOURCE_CLASSES = {
@@ -75,16 +83,19 @@ class Daemon:
         self.scorer: Scorer | None = None
         self.hub: StreamHub | None = None
         self.sources: list[Source] = []
-        self.store: Any = None
-        self.server: Any = None
+        self.store: EventStore | None = None
+        self.server: ServerHandle | None = None
         self.ready = False
+        self.ready_event = asyncio.Event()  # set once the model is loaded and sources listen
         self._stop = asyncio.Event()
+        self._stopped = False
+        self._maintenance: asyncio.Task[None] | None = None
         self.stop_reason = ""
 
     async def start(self) -> None:
         cfg = self.config
         self.detector = await asyncio.to_thread(load_detector, cfg, self.model_name)
-        self.store = await asyncio.to_thread(self._open_store)
+        self.store = await asyncio.to_thread(open_store, cfg)
         self.bus = EventBus(self.store)
         if self.stdout_events:
             self.bus.add_sink(JsonLinesSink())
@@ -98,16 +109,12 @@ class Daemon:
             self.server = await start_server(self)
         for source in self.sources:
             await source.start(self.hub)
+        if self.store is not None:
+            self._maintenance = asyncio.create_task(self._maintain(), name="store-maintenance")
         self.ready = True
         self.bus.publish("daemon.status", None, state="ready", **self.describe())
         log.info("ready: model=%s provider=%s sources=%s", self.detector.name, self.detector.provider, [s.name for s in self.sources])
-
-    def _open_store(self) -> Any:
-        try:
-            from streamd.events.store import open_store
-        except ImportError:
-            return None
-        return open_store(self.config)
+        self.ready_event.set()
 
     def describe(self) -> dict[str, Any]:
         det = self.detector
@@ -116,16 +123,21 @@ class Daemon:
             "provider": det.provider if det else None,
             "sources": [s.status() for s in self.sources],
             "streams": len(self.hub.streams) if self.hub else 0,
+            "listen": {"url": self.server.url, "port": self.server.port} if self.server else None,
         }
 
     def request_stop(self, reason: str = "stop requested") -> None:
         self.stop_reason = reason
         self._stop.set()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
     async def run(self) -> None:
         """Run until asked to stop (or, with ``sources.exit_when_done``, until files end)."""
-        await self.start()
         try:
+            await self.start()
             waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._stop.wait())]
             files = [s for s in self.sources if isinstance(s, FileSource)]
             if self.config.sources.exit_when_done and files:
@@ -137,8 +149,10 @@ class Daemon:
             await self.stop()
 
     async def stop(self) -> None:
-        if not self.ready and self.hub is None:
+        """Also cleans up after a start that failed half-way (port in use, a source that failed)."""
+        if self._stopped:
             return
+        self._stopped = True
         log.info("stopping: %s", self.stop_reason or "sources done")
         if self.hub is not None:
             self.hub.accepting = False
@@ -149,14 +163,41 @@ class Daemon:
             if self.hub is not None:
                 for s in list(self.hub.streams.values()):
                     await s.abort()
-        if self.bus is not None:
+        if self.bus is not None and self.ready:
             self.bus.publish("daemon.status", None, state="stopped", reason=self.stop_reason or "done")
+        self.ready = False
         if self.server is not None:
             await self.server.stop()
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
-        self.ready = False
+            log.info("event store closed at id %d", self.bus.last_id if self.bus else 0)
         self.hub = None
+
+    async def _maintain(self) -> None:
+        """Checkpoint the WAL often and prune past ``store.retention_days`` (hourly, or sooner
+        when the retention is shorter), deleting in chunks so appends never wait long."""
+        store = self.store
+        assert store is not None
+        retention = self.config.store.retention_days
+        prune_every = min(PRUNE_EVERY_S, max(1.0, retention * 86400.0 / 4))
+        loop = asyncio.get_running_loop()
+        next_prune = loop.time()
+        while True:
+            try:
+                if loop.time() >= next_prune:
+                    while store.prune(retention, max_rows=2000) == 2000:
+                        await asyncio.sleep(0.01)
+                    next_prune = loop.time() + prune_every
+                await asyncio.to_thread(store.checkpoint)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # maintenance must never take the daemon down
+                log.warning("store maintenance failed: %s", exc)
+            await asyncio.sleep(min(CHECKPOINT_EVERY_S, max(0.0, next_prune - loop.time())))
 
     async def _drain(self) -> None:
         for source in self.sources:

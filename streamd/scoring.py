@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from streamd.audio import StreamInfo
 from streamd.config import Config
 from streamd.errors import StreamdError
 from streamd.events.bus import EventBus
-from streamd.ingest.files import play_file
+from streamd.ingest.files import play_audio, play_file
 from streamd.pipeline.hub import StreamHub
 from streamd.pipeline.scorer import Scorer
 from streamd.runtime.session import Detector
@@ -34,11 +37,33 @@ class FileReport:
         return "fake" if self.summary.get("alert_raised") else "real"
 
 
+Clip = tuple[str, np.ndarray, int]  # key, PCM, sample rate
+Progress = Callable[[FileReport], None]
+
+
 async def score_files_async(
     paths: list[str], config: Config, detector: Detector, concurrency: int = 4
 ) -> list[FileReport]:
+    return await _score_async(paths, config, detector, concurrency)
+
+
+async def score_clips_async(
+    clips: list[Clip], config: Config, detector: Detector, concurrency: int = 4, progress: Progress | None = None
+) -> list[FileReport]:
+    """Like ``score_files_async`` for audio already in memory (eval, codec round trips)."""
+    return await _score_async(clips, config, detector, concurrency, progress)
+
+
+async def _score_async(
+    items: list[str] | list[Clip],
+    config: Config,
+    detector: Detector,
+    concurrency: int,
+    progress: Progress | None = None,
+) -> list[FileReport]:
+    keys = [it if isinstance(it, str) else it[0] for it in items]
     bus = EventBus()
-    reports = {p: FileReport(p) for p in paths}
+    reports = {k: FileReport(k) for k in keys}
     by_stream: dict[str, FileReport] = {}
 
     def collect(event: dict[str, Any]) -> None:
@@ -58,20 +83,26 @@ async def score_files_async(
     hub = StreamHub(config, detector, scorer, bus)
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(i: int, path: str) -> None:
+    async def one(i: int, item: str | Clip) -> None:
+        key = item if isinstance(item, str) else item[0]
         async with gate:
-            info = StreamInfo.new(source="file", leg="file", stream_id=f"file-{i}", labels={"path": path})
-            by_stream[info.stream_id] = reports[path]
+            info = StreamInfo.new(source="file", leg="file", stream_id=f"file-{i}", labels={"path": key})
+            by_stream[info.stream_id] = reports[key]
             try:
-                await play_file(hub, path, realtime=False, info=info)
+                if isinstance(item, str):
+                    await play_file(hub, item, realtime=False, info=info)
+                else:
+                    await play_audio(hub, item[1], item[2], info)
             except StreamdError as exc:
-                reports[path].error = str(exc)
+                reports[key].error = str(exc)
+            if progress is not None:
+                progress(reports[key])
 
     try:
-        await asyncio.gather(*(one(i, p) for i, p in enumerate(paths)))
+        await asyncio.gather(*(one(i, it) for i, it in enumerate(items)))
     finally:
         await scorer.close()
-    return [reports[p] for p in paths]
+    return [reports[k] for k in keys]
 
 
 def score_files(paths: list[str | Path], config: Config, detector: Detector) -> list[FileReport]:

@@ -50,9 +50,9 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A models dir holding ``tiny``: a random-weight Wav2Vec2 classifier exported through the CLI."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    from tinymodels import save_tiny_wav2vec2
-
     from streamd.cli import main
+
+    from tinymodels import save_tiny_wav2vec2
 
     root = tmp_path_factory.mktemp("tiny-model")
     ckpt = save_tiny_wav2vec2(root / "ckpt")

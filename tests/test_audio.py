@@ -8,6 +8,7 @@ import soundfile as sf
 
 from streamd.audio import AudioConverter, StreamInfo, load_audio, read_audio, to_mono_float
 from streamd.errors import AudioError
+
 from tests_helpers import write_wav
 
 

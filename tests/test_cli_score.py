@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamd.detectors.probe_audio import speechlike
 from streamd.events.schema import validate_event
+
 from tests_helpers import write_wav
 
 

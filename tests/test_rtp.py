@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import struct
-from pathlib import Path
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rtp_samples import SIPP_PCAP, pcap_udp_payloads
 
 from streamd.protocols.errors import ProtocolError
 from streamd.protocols.rtp import (
@@ -19,25 +17,6 @@ from streamd.protocols.rtp import (
     is_rtcp,
     parse_rtp,
 )
-
-SIPP_PCAP = Path("/usr/share/sip-tester/g711a.pcap")
-
-
-def pcap_udp_payloads(path: Path) -> list[bytes]:
-    """UDP payloads of a classic little-endian Ethernet pcap (what sipp ships)."""
-    data = path.read_bytes()
-    magic, _, _, _, _, _, linktype = struct.unpack_from("<IHHiIII", data)
-    assert magic == 0xA1B2C3D4 and linktype == 1
-    out, offset = [], 24
-    while offset + 16 <= len(data):
-        incl = struct.unpack_from("<IIII", data, offset)[2]
-        frame = data[offset + 16 : offset + 16 + incl]
-        offset += 16 + incl
-        if frame[12:14] != b"\x08\x00" or frame[23] != 17:  # IPv4, UDP
-            continue
-        ihl = (frame[14] & 0x0F) * 4
-        out.append(frame[14 + ihl + 8 :])
-    return out
 
 
 def test_fixed_header_fields() -> None:

@@ -169,26 +169,30 @@ def export_plan(
         say(f"{precision}: max logit difference to PyTorch fp32 {d:.3g} (expected for {precision})")
         tmp_path.unlink(missing_ok=True)
     final.replace(onnx_path)
-    manifest = Manifest(
-        name=name,
-        family=plan.family,
-        onnx=onnx_path.name,
-        sha256=sha256_file(onnx_path),
-        sample_rate=16000,
-        window=plan.window,
-        input=INPUT_NAME,
-        output=OUTPUT_NAME,
-        labels=plan.labels,
-        fake_index=plan.fake_index,
-        activation=plan.activation,  # type: ignore[arg-type]
-        threshold=plan.threshold,
-        source=plan.source,
-        license=plan.license,
-        metrics=plan.metrics,
-        fixed_length=plan.fixed_length,
-        precision=precision,
-        export={"max_abs_diff_vs_torch": float(f"{max_diff:.3g}"), "opset": opset, **{f"{k}_max_abs_diff": float(f"{v:.3g}") for k, v in variant_diffs.items()}},
-        **plan.extra,
+    export_info: dict[str, Any] = {"max_abs_diff_vs_torch": float(f"{max_diff:.3g}"), "opset": opset}
+    export_info.update({f"{k}_max_abs_diff": float(f"{v:.3g}") for k, v in variant_diffs.items()})
+    manifest = Manifest.model_validate(
+        {
+            "name": name,
+            "family": plan.family,
+            "onnx": onnx_path.name,
+            "sha256": sha256_file(onnx_path),
+            "sample_rate": 16000,
+            "window": plan.window.model_dump(),
+            "input": INPUT_NAME,
+            "output": OUTPUT_NAME,
+            "labels": plan.labels,
+            "fake_index": plan.fake_index,
+            "activation": plan.activation,
+            "threshold": plan.threshold,
+            "source": plan.source,
+            "license": plan.license,
+            "metrics": plan.metrics,
+            "fixed_length": plan.fixed_length,
+            "precision": precision,
+            "export": export_info,
+            **plan.extra,
+        }
     )
     manifest_path = out / f"{name}.yaml"
     write_manifest(manifest, manifest_path)

@@ -132,7 +132,8 @@ def build_wav2vec2_base_plan(seed: int = 0) -> ExportPlan:
 
     offline_quiet()
     torch.manual_seed(seed)
-    cfg = Wav2Vec2Config(num_labels=2, id2label={0: "real", 1: "fake"}, label2id={"real": 0, "fake": 1})
+    labels: dict[str, Any] = {"num_labels": 2, "id2label": {0: "real", 1: "fake"}, "label2id": {"real": 0, "fake": 1}}
+    cfg = Wav2Vec2Config(**labels)
     model = Wav2Vec2ForSequenceClassification(cfg).eval()
     return ExportPlan(
         module=build_module(model, normalize=True),

@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from streamd.audio import StreamInfo, read_audio
 from streamd.errors import StreamdError
 from streamd.ingest.base import Source
@@ -24,6 +26,13 @@ async def play_file(
     data, rate = await asyncio.to_thread(read_audio, path)
     p = Path(path)
     info = info or StreamInfo.new(source="file", leg="file", labels={"path": str(p), "name": p.name})
+    return await play_audio(hub, data, rate, info, realtime)
+
+
+async def play_audio(
+    hub: StreamHub, data: np.ndarray, rate: int, info: StreamInfo, realtime: bool = False
+) -> dict[str, Any]:
+    """Play PCM already in memory as one stream (files, eval clips, codec round trips)."""
     stream = hub.open_stream(info, rate)
     chunk = max(1, int(rate * CHUNK_S))
     loop = asyncio.get_running_loop()

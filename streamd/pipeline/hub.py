@@ -100,6 +100,6 @@ class StreamHub:
         streams = list(self.streams.values())
         if streams:
             results = await asyncio.gather(*(s.close(reason) for s in streams), return_exceptions=True)
-            for s, r in zip(streams, results):
+            for s, r in zip(streams, results, strict=True):
                 if isinstance(r, BaseException):
                     log.error("stream %s did not close cleanly: %s", s.info.stream_id, r)

@@ -21,13 +21,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from streamd.protocols.feeds import (
-    CLOSE_TOO_BIG,
     Audio,
     FeedError,
     FeedEvent,
     FeedSession,
     Notice,
     as_int,
+    check_size,
     clean_labels,
     load_json_object,
     pcm16_frames,
@@ -148,16 +148,11 @@ class AudioForkSession(FeedSession):
             self._open(leg, leg, call_id, {**labels, "mix": self.mix}, self.sample_rate)
 
     def _on_bytes(self, data: bytes) -> None:
-        if len(data) > self.max_frame_bytes:
-            raise FeedError(
-                f"binary frame of {len(data)} bytes exceeds {self.max_frame_bytes}",
-                code=413,
-                close_code=CLOSE_TOO_BIG,
-            )
-        if not self.started:
-            self._start()  # no metadata was configured: config defaults
+        check_size(data, self.max_frame_bytes, "binary frame")
         legs = MIX_LEGS[self.mix]
         frames = pcm16_frames(data, len(legs), what=f"{self.mix} L16 frame")
+        if not self.started:
+            self._start()  # no metadata came first: config defaults
         self.samples += frames.shape[0]
         if frames.shape[0]:
             for leg, mono in zip(legs, split_channels(frames), strict=True):

@@ -35,7 +35,6 @@ from typing import Any
 from streamd.protocols.feeds import (
     CLOSE_NORMAL,
     CLOSE_POLICY,
-    CLOSE_TOO_BIG,
     Audio,
     FeedError,
     FeedEvent,
@@ -46,6 +45,7 @@ from streamd.protocols.feeds import (
     as_dict,
     as_int,
     as_str,
+    check_size,
     clean_labels,
     load_json_object,
     pcm16_frames,
@@ -117,12 +117,7 @@ class MediaFormat:
     rate: int = MEDIA_RATE
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "type": "audio",
-            "format": self.format,
-            "channels": list(self.channels),
-            "rate": self.rate,
-        }
+        return dict(type="audio", format=self.format, channels=list(self.channels), rate=self.rate)
 
 
 def choose_media(offered: Any, formats: tuple[str, ...] = ("PCMU", "L16")) -> MediaFormat | None:
@@ -274,17 +269,13 @@ class AudioHookSession(FeedSession):
         org = _uuid(params.get("organizationId"), "organizationId")
         conversation = _uuid(params.get("conversationId"), "conversationId")
         if self.organization_id and org != self.organization_id:
-            raise FeedError(
-                "organizationId does not match the Audiohook-Organization-Id header", code=401
-            )
+            raise FeedError("organizationId differs from the Audiohook-Organization-Id", code=401)
         if self.allowed_orgs and org not in self.allowed_orgs:
             raise FeedError(f"organization {org} is not allowed", code=401)
         participant = as_dict(params.get("participant", {}), "participant")
         media = choose_media(params.get("media"), self.formats)
         if media is None:
-            raise FeedError(
-                "no offered media is PCMU/L16 at 8000 Hz on external/internal", code=415
-            )
+            raise FeedError("no offer is PCMU/L16, 8000 Hz, external/internal", code=415)
         self.media = media
         self._send("opened", {"media": [media.to_json()], "startPaused": self.start_paused})
         self.state = "active"
@@ -362,23 +353,16 @@ class AudioHookSession(FeedSession):
     # -- audio --------------------------------------------------------------------------------
 
     def _on_bytes(self, data: bytes) -> None:
-        if len(data) > self.max_binary_bytes:
-            raise FeedError(
-                f"binary frame of {len(data)} bytes exceeds {self.max_binary_bytes}",
-                code=413,
-                close_code=CLOSE_TOO_BIG,
-            )
+        check_size(data, self.max_binary_bytes, "binary frame")
         if self.state in ("closed", "disconnecting"):
             return
         if self.state != "active" or self.media is None:
-            raise FeedError(
-                f"binary frame in state {self.state} (before 'opened' or while paused)", code=409
-            )
+            raise FeedError(f"binary frame in state {self.state} (not opened, or paused)", code=409)
         channels = len(self.media.channels)
         if self.media.format == "PCMU":
             if len(data) % channels:
                 raise FeedError(
-                    f"PCMU frame of {len(data)} bytes is not whole {channels}-channel samples"
+                    f"PCMU frame of {len(data)} bytes splits a {channels}-channel sample"
                 )
             frames = ulaw_decode(data).reshape(-1, channels)
         else:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sized
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -214,14 +214,16 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def check_size(data: Sized, limit: int, what: str) -> None:
+    """Refuse an oversize frame. Always fatal (413): the peer is misconfigured or hostile."""
+    if len(data) > limit:
+        message = f"{what} of {len(data)} bytes exceeds the limit of {limit}"
+        raise FeedError(message, code=413, close_code=CLOSE_TOO_BIG)
+
+
 def load_json_object(data: str | bytes, max_bytes: int, *, fatal: bool = True) -> dict[str, Any]:
     """Parse one JSON object from a text frame, or raise ``FeedError`` (too big is always fatal)."""
-    if len(data) > max_bytes:
-        raise FeedError(
-            f"message of {len(data)} bytes exceeds the limit of {max_bytes}",
-            code=413,
-            close_code=CLOSE_TOO_BIG,
-        )
+    check_size(data, max_bytes, "text message")
     try:
         text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
         obj = json.loads(text, parse_constant=_reject_constant)

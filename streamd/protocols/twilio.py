@@ -86,21 +86,18 @@ class Media:
 @dataclass(frozen=True)
 class Mark:
     name: str
-    stream_sid: str = ""
 
 
 @dataclass(frozen=True)
 class Dtmf:
     digit: str
     track: str = ""
-    stream_sid: str = ""
 
 
 @dataclass(frozen=True)
 class Stop:
     account_sid: str = ""
     call_sid: str = ""
-    stream_sid: str = ""
 
 
 TwilioMessage = Connected | Start | Media | Mark | Dtmf | Stop
@@ -112,8 +109,7 @@ def parse_message(data: str | bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Twil
     event = msg.get("event")
     if not isinstance(event, str):
         raise FeedError("message has no 'event'", fatal=False)
-    sid = msg.get("streamSid", "")
-    sid = sid if isinstance(sid, str) else ""
+    sid = msg["streamSid"] if isinstance(msg.get("streamSid"), str) else ""
     if event == "media":
         return _parse_media(_section(msg, "media"), sid)
     if event == "start":
@@ -121,14 +117,13 @@ def parse_message(data: str | bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Twil
     if event == "connected":
         return Connected(str(msg.get("protocol", "")), str(msg.get("version", "")))
     if event == "mark":
-        return Mark(_text(_section(msg, "mark"), "name"), sid)
+        return Mark(_text(_section(msg, "mark"), "name"))
     if event == "dtmf":
         dtmf = _section(msg, "dtmf")
-        return Dtmf(_text(dtmf, "digit"), str(dtmf.get("track", "")), sid)
+        return Dtmf(_text(dtmf, "digit"), str(dtmf.get("track", ""))[:40])
     if event == "stop":
-        stop = msg.get("stop")
-        stop = stop if isinstance(stop, dict) else {}
-        return Stop(str(stop.get("accountSid", "")), str(stop.get("callSid", "")), sid)
+        stop = msg["stop"] if isinstance(msg.get("stop"), dict) else {}
+        return Stop(str(stop.get("accountSid", ""))[:64], str(stop.get("callSid", ""))[:64])
     raise UnknownEvent(event)
 
 
@@ -149,6 +144,7 @@ def _parse_start(start: dict[str, Any], sid: str) -> Start:
     fmt = as_dict(start.get("mediaFormat", {}), "start.mediaFormat", fatal=False)
     encoding = as_choice(fmt.get("encoding", "audio/x-mulaw"), DECODERS, "encoding", fatal=False)
     params = start.get("customParameters") or {}
+    rate = as_int(fmt.get("sampleRate", 8000), "sampleRate", low=8000, high=48000, fatal=False)
     return Start(
         stream_sid=_text(start, "streamSid") if "streamSid" in start else sid,
         call_sid=_text(start, "callSid"),
@@ -156,18 +152,14 @@ def _parse_start(start: dict[str, Any], sid: str) -> Start:
         tracks=tuple(dict.fromkeys(tracks)),
         custom_parameters=clean_labels(as_dict(params, "start.customParameters", fatal=False)),
         encoding=encoding,
-        sample_rate=as_int(
-            fmt.get("sampleRate", 8000), "sampleRate", low=8000, high=48000, fatal=False
-        ),
+        sample_rate=rate,
         channels=as_int(fmt.get("channels", 1), "channels", low=1, high=1, fatal=False),
     )
 
 
 def _parse_media(media: dict[str, Any], sid: str) -> Media:
     track = as_choice(media.get("track", "inbound"), TRACK_LEGS, "media.track", fatal=False)
-    payload = as_str(
-        media.get("payload"), "media.payload", fatal=False, max_chars=MAX_MESSAGE_BYTES
-    )
+    payload = as_str(media.get("payload"), "media.payload", fatal=False, max_chars=1 << 16)
     try:
         audio = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
@@ -297,7 +289,7 @@ class TwilioSession(FeedSession):
 
     def _on_bytes(self, data: bytes) -> None:
         raise FeedError(
-            f"binary frame of {len(data)} bytes ignored (Twilio sends text)", fatal=False
+            f"binary frame of {len(data)} bytes ignored: Twilio sends text", fatal=False
         )
 
     def _on_text(self, data: str | bytes) -> None:
@@ -348,13 +340,8 @@ class TwilioSession(FeedSession):
             rate = start.sample_rate
             buffer = ReorderBuffer(track, rate, self.reorder_window, int(self.max_gap_s * rate))
             self.buffers[track] = buffer
-            labels = dict(start.custom_parameters)
-            labels.update(
-                callSid=start.call_sid,
-                streamSid=start.stream_sid,
-                accountSid=start.account_sid,
-                track=track,
-            )
+            labels = {**start.custom_parameters, "callSid": start.call_sid, "track": track}
+            labels.update(streamSid=start.stream_sid, accountSid=start.account_sid)
             self._open(track, TRACK_LEGS[track], start.call_sid or start.stream_sid, labels, rate)
         return buffer
 
@@ -363,9 +350,7 @@ class TwilioSession(FeedSession):
             for event in buffer.flush():
                 self._emit(event)
         if self._early:
-            self._emit(
-                ProtocolViolation(f"{len(self._early)} media frames never got a 'start'", False)
-            )
+            self._emit(ProtocolViolation(f"{len(self._early)} media frames without 'start'", False))
             self._early = []
 
 
@@ -400,15 +385,10 @@ def validate_signature(auth_token: str, url: str, params: Params, signature: str
     if not auth_token or not signature:
         return False
     try:
-        candidates = _url_variants(url)
-        return any(
-            hmac.compare_digest(
-                compute_signature(auth_token, u, params).encode(), signature.encode()
-            )
-            for u in candidates
-        )
+        expected = [compute_signature(auth_token, u, params) for u in _url_variants(url)]
     except (ValueError, UnicodeError):
         return False
+    return any(hmac.compare_digest(e.encode(), signature.encode()) for e in expected)
 
 
 def _url_variants(url: str) -> list[str]:

@@ -50,6 +50,8 @@ class Manifest(BaseModel):
     metrics: dict[str, Any] = {}
     front_end: str | None = None
     fixed_length: bool = False
+    precision: Literal["fp32", "fp16", "int8"] = "fp32"
+    export: dict[str, Any] = {}
 
     @model_validator(mode="after")
     def _indices(self) -> Manifest:

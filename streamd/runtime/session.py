@@ -8,6 +8,7 @@ onnxruntime-gpu falls back to CPU silently when CUDA libraries are missing, and
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ class Detector:
     def load(
         cls,
         manifest_path: str | Path,
-        providers: list[str] | tuple[str, ...] = ("cuda", "cpu"),
+        providers: Sequence[str] = ("cuda", "cpu"),
         require_gpu: bool = False,
         threads: int = 0,
         check_sha: bool = True,

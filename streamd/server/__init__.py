@@ -1,0 +1,1 @@
+"""One aiohttp server per daemon: events websocket, health, metrics, and routes from HTTP sources."""
