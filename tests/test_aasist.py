@@ -143,7 +143,9 @@ def test_aasist_l_all_reference_inputs_in_one_batch(
 ) -> None:
     got = model_logits("aasist-l", shared_dir, reference)
     assert len(reference["clips"]) == 40
-    diffs = {c: np.abs(got[c] - reference["logits"]["aasist-l"][c]).max() for c in reference["clips"]}
+    diffs = {
+        c: np.abs(got[c] - reference["logits"]["aasist-l"][c]).max() for c in reference["clips"]
+    }
     worst = max(diffs, key=lambda c: diffs[c])
     assert diffs[worst] < TOL, f"{worst}: {diffs[worst]:.2e}"
     assert "inferred from shapes" in _LOGITS_CACHE["aasist-l"][0].config_source
@@ -210,8 +212,10 @@ def tiny() -> AASIST:
                 mod.running_var.uniform_(0.5, 2.0)
                 mod.weight.uniform_(0.5, 1.5)
                 mod.bias.uniform_(-0.2, 0.2)
-        model.first_bn.running_var.fill_(1e-4)
-        model.first_bn.running_mean.fill_(0.005)
+        first = model.first_bn
+        assert first.running_var is not None and first.running_mean is not None
+        first.running_var.fill_(1e-4)
+        first.running_mean.fill_(0.005)
         model.out_layer.weight.mul_(10.0)
     return model.eval()
 
@@ -256,7 +260,9 @@ def test_tiny_onnx_matches_torch(seconds: float, tiny: AASIST, tiny_onnx: Any) -
     with torch.inference_mode():
         want = wrapper(torch.from_numpy(batch)).numpy()
     got3 = tiny_onnx.run(None, {"waveform": batch})[0]
-    got1 = np.concatenate([tiny_onnx.run(None, {"waveform": batch[i : i + 1]})[0] for i in range(3)])
+    got1 = np.concatenate(
+        [tiny_onnx.run(None, {"waveform": batch[i : i + 1]})[0] for i in range(3)]
+    )
     assert got3.shape == (3, 2)
     np.testing.assert_allclose(got3, want, rtol=0, atol=TOL)
     np.testing.assert_allclose(got1, want, rtol=0, atol=TOL)
@@ -296,7 +302,7 @@ def test_load_checkpoint_is_strict_and_needs_conf_for_unknown_shapes(
     with torch.inference_mode():
         np.testing.assert_array_equal(loaded(x).numpy(), tiny(x).numpy())
 
-    with pytest.raises(ValueError, match="pass its .conf"):
+    with pytest.raises(ValueError, match=r"pass its \.conf"):
         load_checkpoint(full)
     partial = tmp_path / "partial.pth"
     torch.save({k: v for k, v in state.items() if k != "encoder.1.0.bn1.running_var"}, partial)

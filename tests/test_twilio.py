@@ -394,6 +394,7 @@ def test_reorder_buffer_waits_for_the_first_chunk_within_the_window() -> None:
     buf = ReorderBuffer("k", window=3)
     one = np.ones(160, np.int16)
     assert buf.push(3, 40, one) == [] and buf.push(2, 20, one * 2) == []
+    assert buf.push(2, 20, one * 9) == [] and buf.dropped == 1  # a duplicate while held
     out = buf.push(1, 0, one * 3)
     assert [int(e.samples[0]) for e in out if isinstance(e, Audio)] == [3, 2, 1]
 

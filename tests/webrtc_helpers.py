@@ -124,6 +124,12 @@ class WavSender:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type=body["type"]))
         return status
 
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.pc.connectionState != "connected" and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert self.pc.connectionState == "connected", self.pc.connectionState
+
     async def wait_played(self, timeout: float) -> None:
         track = self.player.audio
         deadline = time.monotonic() + timeout

@@ -117,11 +117,14 @@ class AASIST(nn.Module):
         self.conv_time = SincFrontEnd(cfg.n_filters, cfg.first_conv, SAMPLE_RATE)
         self.first_bn = nn.BatchNorm2d(1)
         self.encoder = nn.Sequential(
-            *(nn.Sequential(ResidualBlock(a, b, first=i == 0)) for i, (a, b) in enumerate(cfg.blocks))
+            *(
+                nn.Sequential(ResidualBlock(a, b, first=i == 0))
+                for i, (a, b) in enumerate(cfg.blocks)
+            )
         )
         # channels_last convolutions are ~1.5x faster on CPU (oneDNN); loading a state dict copies
         # into these tensors and keeps their layout, and ONNX export ignores it
-        self.encoder.to(memory_format=torch.channels_last)
+        self.encoder.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         # one learned position vector per spectral node (the 3x3 pool leaves n_filters // 3 bands)
         self.pos_S = nn.Parameter(torch.randn(1, cfg.n_filters // 3, channels))
         # stack nodes: kept [1, 1, D] and broadcast over the batch, as the original does
@@ -296,4 +299,3 @@ def load_checkpoint(pth_path: str | Path, conf_path: str | Path | None = None) -
     model.config_source = source
     log.info("loaded %s (%s)", pth_path, source)
     return model.eval()
-

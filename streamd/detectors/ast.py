@@ -22,8 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from streamd.detectors.common import fake_index_from_labels, fit_length, hf_config, load_or_fail, read_labels
+from streamd.detectors.common import (
+    fake_index_from_labels,
+    fit_length,
+    hf_config,
+    load_or_fail,
+    read_labels,
+)
 from streamd.detectors.export import ExportPlan
+from streamd.detectors.hf import from_pretrained, offline_quiet
 from streamd.errors import UsageError
 from streamd.runtime.manifest import WindowSpec
 
@@ -66,6 +73,10 @@ def frame_kernels(frame: int = FRAME, n_fft: int = NFFT, preemph: float = PREEMP
 class KaldiFbankFeatures(nn.Module):
     """Waveform [B, T] -> the extractor's normalized log-mel input_values [B, max_length, n_mels]."""
 
+    kernels: torch.Tensor
+    dc: torch.Tensor
+    mel: torch.Tensor
+
     def __init__(self, n_mels: int, max_frames: int, mean: float, std: float, normalize: bool) -> None:
         super().__init__()
         kernels = frame_kernels()
@@ -101,6 +112,7 @@ def feature_extractor(folder: Path, config: dict[str, Any]) -> Any:
     """The card's own extractor: its preprocessor_config.json, else the class defaults sized to the model."""
     from transformers import ASTFeatureExtractor
 
+    offline_quiet()
     if (folder / "preprocessor_config.json").exists():
         fe = load_or_fail(f"{folder}/preprocessor_config.json", lambda: ASTFeatureExtractor.from_pretrained(str(folder)))
     else:
@@ -144,8 +156,7 @@ def load_plan(
         raise UsageError(f"--window-max {window_max_s}: the model sees at most {fe.max_length} frames ({longest:.2f} s)")
     from transformers import ASTForAudioClassification
 
-    model = load_or_fail(str(source), lambda: ASTForAudioClassification.from_pretrained(str(source), attn_implementation="eager"))
-    model.eval()
+    model = from_pretrained(ASTForAudioClassification, source, attn_implementation="eager")
     features = KaldiFbankFeatures(fe.num_mel_bins, fe.max_length, float(fe.mean), float(fe.std), bool(fe.do_normalize))
     return ExportPlan(
         module=AstWindow(features, model).eval(),

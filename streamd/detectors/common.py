@@ -16,10 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from streamd.detectors.wav2vec2 import NORM_EPS, fake_index_from_labels, read_labels
+from streamd.detectors.wav2vec2 import FAKE_LABEL, NORM_EPS, fake_index_from_labels, read_labels
 from streamd.errors import ModelError, UsageError
 
 __all__ = [
+    "FAKE_LABEL",
     "NORM_EPS",
     "PooledLinear",
     "fake_index_from_labels",

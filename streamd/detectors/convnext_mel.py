@@ -27,8 +27,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from streamd.detectors.common import fake_index_from_labels, fit_length, hf_config, load_or_fail, preprocessor_config, read_labels
+from streamd.detectors.common import (
+    fake_index_from_labels,
+    fit_length,
+    hf_config,
+    load_or_fail,
+    preprocessor_config,
+    read_labels,
+)
 from streamd.detectors.export import ExportPlan
+from streamd.detectors.hf import from_pretrained
 from streamd.errors import UsageError
 from streamd.runtime.manifest import WindowSpec
 
@@ -174,6 +182,13 @@ def channel_affine(recipe: MelImageRecipe, channels: int) -> tuple[np.ndarray, n
 class MelImage(nn.Module):
     """Waveform [B, T] -> pixel_values [B, C, S, S], the recipe and processor as tensor ops."""
 
+    kernels: torch.Tensor
+    mel: torch.Tensor
+    rows: torch.Tensor
+    cols: torch.Tensor
+    scale: torch.Tensor
+    offset: torch.Tensor
+
     def __init__(self, recipe: MelImageRecipe, channels: int) -> None:
         super().__init__()
         self.r = recipe
@@ -227,7 +242,7 @@ def reference_pixels(recipe: MelImageRecipe, batch: np.ndarray, channels: int) -
         x[: min(len(row), recipe.samples)] = row[: recipe.samples]
         s = spectrogram(x, window_function(recipe.n_fft, "hann", periodic=True), frame_length=recipe.n_fft,
                         hop_length=recipe.hop_length, power=2.0, center=True, pad_mode=recipe.center_pad,
-                        mel_filters=mel, mel_floor=recipe.db_amin, dtype=np.float64)
+                        mel_filters=mel, mel_floor=recipe.db_amin, dtype=np.dtype(np.float64))
         db = power_to_db(s, reference=float(s.max()), min_value=recipe.db_amin, db_range=recipe.db_top)
         picture = (db - db.min()) / max(float(db.max() - db.min()), 1e-10) * 255.0
         if recipe.flip_frequency:
@@ -269,8 +284,7 @@ def load_plan(
             raise UsageError(f"{source}: {key} has {len(getattr(recipe, key))} values for a {channels}-channel model")
     from transformers import ConvNextForImageClassification
 
-    model = load_or_fail(str(source), lambda: ConvNextForImageClassification.from_pretrained(str(source)))
-    model.eval()
+    model = from_pretrained(ConvNextForImageClassification, source)
 
     def reference(batch: np.ndarray) -> np.ndarray:
         pixels = torch.from_numpy(reference_pixels(recipe, batch, channels))

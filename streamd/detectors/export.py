@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,7 +133,8 @@ def export_plan(
     dummy = torch.from_numpy(probe_batch([lengths[-1]])[0])
     say(f"exporting {plan.family} to ONNX (opset {opset}) ...")
     dynamic = {INPUT_NAME: {0: "batch", 1: "samples"}, OUTPUT_NAME: {0: "batch"}}
-    with torch.inference_mode():
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python values
         torch.onnx.export(
             module,
             (dummy,),

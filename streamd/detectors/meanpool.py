@@ -19,6 +19,7 @@ import torch
 
 from streamd.detectors.common import PooledLinear, fake_index_from_labels, labels_for, load_or_fail
 from streamd.detectors.export import ExportPlan
+from streamd.detectors.hf import offline_quiet
 from streamd.errors import UsageError
 from streamd.runtime.manifest import WindowSpec
 
@@ -124,6 +125,7 @@ def infer_config(sd: dict[str, torch.Tensor], origin: str) -> dict[str, Any]:
 def build_backbone(sd: dict[str, torch.Tensor], config: dict[str, Any], origin: str) -> Any:
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
+    offline_quiet()
     cfg = Wav2Vec2Config(**{**config, "attn_implementation": "eager"})
     model = Wav2Vec2Model(cfg)
     expected = model.state_dict()

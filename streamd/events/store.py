@@ -70,7 +70,10 @@ class EventStore:
         self._writer: sqlite3.Connection | None = None
         self._last = 0
         if not readonly:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"store.path: cannot create {self.path.parent} ({exc.strerror})") from None
             self._take_lock()
             self._writer = self._connect()
             mode = self._writer.execute("PRAGMA journal_mode=WAL").fetchone()[0]

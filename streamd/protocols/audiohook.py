@@ -55,7 +55,6 @@ from streamd.protocols.g711 import ulaw_decode
 
 NULL_UUID = "00000000-0000-0000-0000-000000000000"
 CHANNEL_LEGS = {"external": "caller", "internal": "agent"}
-FORMAT_WIDTH = {"PCMU": 1, "L16": 2}
 MEDIA_RATE = 8000
 MAX_TEXT_BYTES = 65535
 MAX_BINARY_BYTES = 64 * 1024

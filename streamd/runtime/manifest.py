@@ -123,6 +123,7 @@ def _names_onnx(p: Path) -> bool:
     return isinstance(data, dict) and "onnx" in data
 
 
+DEFAULT_MODEL = "aasist-l"  # chosen when model.name is null and several models are installed
 HOW_TO_GET_A_MODEL = (
     "install one with `streamd models pull aasist-l` (needs the network), or from a local file: "
     "`streamd models export --family aasist --from AASIST-L.pth --name aasist-l`, or from a Hugging "
@@ -147,6 +148,9 @@ def resolve_manifest(model_dir: str | Path, name: str | None) -> Path:
     if not found_paths:
         raise NoModelError(f"no model installed in {d}/; {HOW_TO_GET_A_MODEL}")
     if len(found_paths) > 1:
+        preferred = [m for m in found_paths if m.stem == DEFAULT_MODEL]
+        if preferred:
+            return preferred[0]
         names = ", ".join(m.stem for m in found_paths)
         raise NoModelError(f"several models in {d}/ ({names}): choose one with model.name or --model")
     return found_paths[0]

@@ -188,8 +188,8 @@ class EventsEndpoint:
             event_id, text = item
             if event_id <= sub.last_sent:
                 continue
+            sub.last_sent = event_id  # send_str writes before it can be cancelled (in drain)
             await ws.send_str(text)
-            sub.last_sent = event_id
 
     async def _replay(self, ws: web.WebSocketResponse, sub: Subscriber, seam: int) -> None:
         assert self.store is not None
@@ -199,8 +199,8 @@ class EventsEndpoint:
                 self.store.read_raw, sub.last_sent, types, sub.filter.call_id, REPLAY_PAGE, seam
             )
             for event_id, text in rows:
-                await ws.send_str(text)
                 sub.last_sent = event_id
+                await ws.send_str(text)
             if len(rows) < REPLAY_PAGE:
                 return
 
