@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -30,8 +29,8 @@ def register(sub: Any) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--subscribers", default="1,50", help="subscriber counts to measure (default 1,50)")
     p.add_argument("--events", type=int, default=20000, help="events in the throughput phase (default 20000)")
-    p.add_argument("--rate", type=float, default=500.0, help="events/s in the latency phase (default 500)")
-    p.add_argument("--latency-events", type=int, default=2500, help="events in the latency phase (default 2500)")
+    p.add_argument("--rate", type=float, default=100.0, help="events/s in the latency phase (default 100)")
+    p.add_argument("--latency-events", type=int, default=1000, help="events in the latency phase (default 1000)")
     p.add_argument("--max-seconds", type=float, default=120.0, help="give up on a phase after this long")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
     p.set_defaults(func=run)
@@ -115,7 +114,7 @@ async def measure(subscribers: int, n: int, rate: float, n_lat: int, max_s: floa
         )
         try:
             assert await _readline(proc, 30) == "ready"
-            t0 = time.monotonic()
+            t0, cpu0 = time.monotonic(), time.process_time()
             for i in range(n):
                 server.publish(i)
                 if i % 64 == 63:
@@ -124,6 +123,7 @@ async def measure(subscribers: int, n: int, rate: float, n_lat: int, max_s: floa
                     break
             t_pub = time.monotonic() - t0
             phase1 = json.loads(await _readline(proc, max_s + 30))
+            cpu = time.process_time() - cpu0
             t_fan = phase1["t_last"] - t0
             period = 1.0 / rate
             start = time.monotonic()
@@ -143,6 +143,7 @@ async def measure(subscribers: int, n: int, rate: float, n_lat: int, max_s: floa
         "fanout_events_per_s": phase1["received"] / subscribers / t_fan,
         "deliveries_per_s": phase1["received"] / t_fan,
         "complete": phase1["received"] == n * subscribers,
+        "server_cpu_us_per_message": 1e6 * cpu / max(1, phase1["received"]),
         "latency_rate": rate,
         "latency_p50_ms": phase2["p50_ms"],
         "latency_p99_ms": phase2["p99_ms"],
@@ -199,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
     for r in results:
         print(f"{r['subscribers']:>3} subscribers: publish (store + enqueue) {r['publish_events_per_s']:8.0f} events/s, "
               f"delivered to every subscriber {r['fanout_events_per_s']:8.0f} events/s "
-              f"({r['deliveries_per_s']:.0f} messages/s{'' if r['complete'] else ', INCOMPLETE'}); "
+              f"({r['deliveries_per_s']:.0f} messages/s, server CPU {r['server_cpu_us_per_message']:.1f} us/message"
+              f"{'' if r['complete'] else ', INCOMPLETE'}); "
               f"latency at {r['latency_rate']:.0f} events/s: p50 {r['latency_p50_ms']:.2f} ms, "
               f"p99 {r['latency_p99_ms']:.2f} ms, max {r['latency_max_ms']:.2f} ms")
     return 0

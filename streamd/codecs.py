@@ -143,6 +143,7 @@ class _AvDecoder(Decoder):
     def __init__(self, clock_rate: int, channels: int, sample_rate: int) -> None:
         super().__init__(clock_rate, channels, sample_rate)
         self._context: Any = None
+        self._packet: Any = None
         self._av_error: tuple[type[BaseException], ...] = (ValueError,)
         self._open()
 
@@ -152,6 +153,7 @@ class _AvDecoder(Decoder):
         except ImportError as exc:  # pragma: no cover - av ships with aiortc
             raise CodecError(f"{self.encoding} needs PyAV (pip install av)") from exc
         self._av_error = (av.FFmpegError, ValueError)
+        self._packet = av.Packet
         last: Exception | None = None
         for name in self._av_names:
             try:
@@ -175,9 +177,7 @@ class _AvDecoder(Decoder):
         if not payload:  # an empty packet would put libavcodec into draining mode
             return self._shape(np.zeros(0, dtype=np.int16))
         try:
-            import av
-
-            frames = self._context.decode(av.Packet(bytes(payload)))
+            frames = self._context.decode(self._packet(bytes(payload)))
             chunks = [self._frame_to_int16(frame) for frame in frames]
         except self._av_error as exc:
             raise CodecError(f"{self.encoding}: payload does not decode: {exc}") from exc

@@ -76,29 +76,45 @@ class MicConfig(_Section):
     sample_rate: int | None = None
 
 
-class TwilioConfig(_Section):
+class _FeedSection(_Section):
+    """Limits every contact-center feed shares, so one misbehaving peer stays bounded."""
+
     enabled: bool = False
+    max_connections: int = Field(100, ge=1, description="open connections; more are refused")
+    max_message_bytes: int = Field(
+        64 * 1024, ge=1024, le=16 * 1024 * 1024, description="largest message or frame accepted"
+    )
+    max_gap_s: float = Field(
+        60.0, ge=0, le=3600, description="longest loss or pause written as silence; the rest is skipped"
+    )
+
+
+class TwilioConfig(_FeedSection):
     path: str = "/v1/ingest/twilio"
     auth_token: str | None = None
     public_url: str | None = Field(None, description="URL Twilio signs, when behind a proxy")
+    reorder_window: int = Field(5, ge=0, le=100, description="frames held to put chunks back in order")
 
 
-class AudioHookConfig(_Section):
-    enabled: bool = False
+class AudioHookConfig(_FeedSection):
     path: str = "/v1/ingest/audiohook"
     api_keys: list[str] = []
     organization_ids: list[str] = []
 
 
-class AudioForkConfig(_Section):
-    enabled: bool = False
+class AudioForkConfig(_FeedSection):
     path: str = "/v1/ingest/audiofork"
+    sample_rate: Literal[8000, 16000] = Field(8000, description="when the metadata does not say")
+    mix: Literal["mono", "mixed", "stereo"] = Field("mono", description="when the metadata does not say")
 
 
-class AudioSocketConfig(_Section):
-    enabled: bool = False
+class AudioSocketConfig(_FeedSection):
     host: str = "127.0.0.1"
     port: int = Field(9092, ge=0, le=65535)
+    leg: str = Field("caller", min_length=1, max_length=64, description="leg of the one stream")
+    idle_timeout_s: float = Field(
+        30.0, ge=0, description="a connection silent this long is dropped; 0 waits forever"
+    )
 
 
 class SourcesConfig(_Section):

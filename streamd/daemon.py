@@ -161,8 +161,7 @@ class Daemon:
         except asyncio.TimeoutError:
             log.warning("grace period (%.1f s) over: ending streams without scoring the rest", self.config.service.grace_s)
             if self.hub is not None:
-                for s in list(self.hub.streams.values()):
-                    await s.abort()
+                await self._end_unscored(self.hub)
         if self.bus is not None and self.ready:
             self.bus.publish("daemon.status", None, state="stopped", reason=self.stop_reason or "done")
         self.ready = False
@@ -176,6 +175,15 @@ class Daemon:
             await asyncio.to_thread(self.store.close)
             log.info("event store closed at id %d", self.bus.last_id if self.bus else 0)
         self.hub = None
+
+    async def _end_unscored(self, hub: StreamHub) -> None:
+        """Past the grace period: drop what is not scored, but still end every stream with its
+        summary so far, since consumers track calls by ``stream.ended``."""
+        for s in list(hub.streams.values()):
+            await s.abort()
+            summary = s._summary("shutdown: grace period over, the rest not scored")
+            hub.bus.publish("stream.ended", s.stream_json, summary=summary, model=hub.model_json)
+            hub.forget(s)
 
     async def _maintain(self) -> None:
         """Checkpoint the WAL often and prune past ``store.retention_days`` (hourly, or sooner

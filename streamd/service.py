@@ -128,7 +128,9 @@ async def run_daemon(config: Config, stdout_events: bool = False) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_stop, signal.Signals(sig).name)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
-    keepalive = asyncio.create_task(_keepalive(notifier, daemon, watchdog_interval()), name="sd-keepalive")
+    keepalive = asyncio.create_task(
+        _keepalive(notifier, daemon, watchdog_interval()) if notifier.enabled else asyncio.sleep(0), name="sd-keepalive"
+    )
     running = asyncio.create_task(daemon.run(), name="daemon")
     ready = asyncio.create_task(daemon.ready_event.wait())
     try:

@@ -102,10 +102,9 @@ class DaemonProc:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
-            with contextlib.suppress(OSError, urllib.error.URLError):
-                with urllib.request.urlopen(self.url + "/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        return
+            with contextlib.suppress(OSError, urllib.error.URLError), urllib.request.urlopen(self.url + "/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return
             time.sleep(0.1)
         raise AssertionError(f"daemon not ready within {timeout} s:\n{self.log()}")
 
@@ -141,10 +140,13 @@ class DaemonProc:
 
 
 async def collect(
-    url: str, until: Callable[[list[Event]], bool], timeout: float = 60, **query: str
+    url: str, until: Callable[[list[Event]], bool], timeout: float = 60, into: list[Event] | None = None, **query: str
 ) -> tuple[list[Event], int | None]:
-    """Events from ``/v1/events`` until ``until(events)`` or the server closes; (events, close code)."""
-    events: list[Event] = []
+    """Events from ``/v1/events`` until ``until(events)`` or the server closes; (events, close code).
+
+    ``into``: a list to append to, so a test can watch events arrive while this runs.
+    """
+    events: list[Event] = [] if into is None else into
     qs = "&".join(f"{k}={v}" for k, v in query.items())
     async with aiohttp.ClientSession() as session, session.ws_connect(f"{url}/v1/events?{qs}") as ws:
         deadline = asyncio.get_running_loop().time() + timeout

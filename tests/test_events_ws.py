@@ -19,13 +19,12 @@ import aiohttp
 import pytest
 import websockets
 from aiohttp import web
+from daemonproc import contiguous
 
 from streamd.events.bus import EventBus
 from streamd.events.schema import validate_event
 from streamd.events.store import EventStore
 from streamd.server.events_ws import EventsEndpoint
-
-from daemonproc import contiguous
 
 MODEL = {"name": "m", "sha256": "ab" * 32}
 
@@ -111,12 +110,11 @@ async def test_filters_apply_to_replay_and_live(server: Server) -> None:
     server.publish(0, "a")
     server.bus.publish("stream.started", {"stream_id": "a:caller", "call_id": "a", "leg": "caller", "source": "sip", "labels": {}})
     server.publish(1, "b")
-    async with aiohttp.ClientSession() as s:
-        async with s.ws_connect(f"{server.url}/v1/events?since=0&types=window.scored&call_id=a") as ws:
-            await asyncio.sleep(0.05)
-            server.publish(2, "b")
-            live = server.publish(3, "a")
-            got = [json.loads((await ws.receive(timeout=5)).data) for _ in range(2)]
+    async with aiohttp.ClientSession() as s, s.ws_connect(f"{server.url}/v1/events?since=0&types=window.scored&call_id=a") as ws:
+        await asyncio.sleep(0.05)
+        server.publish(2, "b")
+        live = server.publish(3, "a")
+        got = [json.loads((await ws.receive(timeout=5)).data) for _ in range(2)]
     assert [e["id"] for e in got] == [1, live["id"]]
     assert all(e["type"] == "window.scored" and e["stream"]["call_id"] == "a" for e in got)
 
@@ -175,7 +173,7 @@ async def test_slow_client_closed_with_1013_fast_client_unaffected(server: Serve
     publish_times: list[float] = []
 
     async def fast() -> list[int]:
-        ids = []
+        ids: list[int] = []
         async with aiohttp.ClientSession() as s, s.ws_connect(server.url + "/v1/events") as ws:
             ready.set()
             while not ids or ids[-1] < target[0]:

@@ -24,7 +24,9 @@ def make_packets(
     """PCMU-like packets (one byte per clock tick), payload bytes tagging the packet index."""
     ticks = round(ptime_ms * RATE / 1000)
     return [
-        RtpPacket(pt, (seq0 + i) & 0xFFFF, (ts0 + i * ticks) & 0xFFFFFFFF, ssrc, bytes([i % 256]) * ticks)
+        RtpPacket(
+            pt, (seq0 + i) & 0xFFFF, (ts0 + i * ticks) & 0xFFFFFFFF, ssrc, bytes([i % 256]) * ticks
+        )
         for i in range(n)
     ]
 
@@ -57,6 +59,7 @@ def drive(buffer: JitterBuffer, arrivals: list[tuple[float, RtpPacket]], flush: 
         deadline = buffer.deadline()
         while deadline is not None and deadline <= now:
             take(buffer.pop(deadline), deadline)
+            assert buffer.deadline() != deadline, "pop(deadline()) made no progress"
             deadline = buffer.deadline()
         buffer.push(packet, now)
         take(buffer.pop(now), now)
@@ -67,7 +70,9 @@ def drive(buffer: JitterBuffer, arrivals: list[tuple[float, RtpPacket]], flush: 
     return run
 
 
-def on_time(packets: list[RtpPacket], ptime_ms: float = 20, start: float = 0.0) -> list[tuple[float, RtpPacket]]:
+def on_time(
+    packets: list[RtpPacket], ptime_ms: float = 20, start: float = 0.0
+) -> list[tuple[float, RtpPacket]]:
     return [(start + i * ptime_ms / 1000, p) for i, p in enumerate(packets)]
 
 
@@ -134,9 +139,13 @@ def test_late_packet_after_its_hole_was_concealed_is_dropped() -> None:
 @pytest.mark.parametrize("ptime_ms", [10, 20, 30, 60])
 @pytest.mark.parametrize("lost", [1, 3, 25])
 @pytest.mark.parametrize("with_codec", [False, True])
-def test_loss_of_n_packets_is_exactly_n_ptimes_of_silence(ptime_ms: int, lost: int, with_codec: bool) -> None:
+def test_loss_of_n_packets_is_exactly_n_ptimes_of_silence(
+    ptime_ms: int, lost: int, with_codec: bool
+) -> None:
     decoder = make_decoder("PCMU", RATE)
-    buffer = JitterBuffer(RATE, duration_of=(lambda _pt, b: decoder.duration(b)) if with_codec else None)
+    buffer = JitterBuffer(
+        RATE, duration_of=(lambda _pt, b: decoder.duration(b)) if with_codec else None
+    )
     packets = make_packets(60, ptime_ms)
     keep = [p for i, p in enumerate(packets) if not 20 <= i < 20 + lost]
     run = drive(buffer, [(i * ptime_ms / 1000, p) for i, p in enumerate(packets) if p in keep])
@@ -203,7 +212,9 @@ def test_ssrc_change_after_a_pause_keeps_wall_clock_time() -> None:
 def test_long_loss_burst_then_recovery_keeps_latency_bounded() -> None:
     rng = random.Random(7)
     packets = make_packets(1000)
-    arrivals = [(i * 0.02 + rng.uniform(0, 0.04), p) for i, p in enumerate(packets) if not 300 <= i < 500]
+    arrivals = [
+        (i * 0.02 + rng.uniform(0, 0.04), p) for i, p in enumerate(packets) if not 300 <= i < 500
+    ]
     buffer = JitterBuffer(RATE, target_ms=60)
     run = drive(buffer, arrivals)
     assert sum(g.samples for g in run.gaps if g.reason == "loss") == 200 * 160
@@ -218,7 +229,9 @@ def test_long_loss_burst_then_recovery_keeps_latency_bounded() -> None:
 def test_burst_after_network_stall_skips_ahead_at_once() -> None:
     packets = make_packets(60)
     stall = [(2.0, p) for p in packets[21:50]]  # 29 packets land together, packet 20 lost
-    arrivals = on_time(packets[:20]) + stall + [(2.0 + (i - 49) * 0.02, packets[i]) for i in range(50, 60)]
+    arrivals = (
+        on_time(packets[:20]) + stall + [(2.0 + (i - 49) * 0.02, packets[i]) for i in range(50, 60)]
+    )
     buffer = JitterBuffer(RATE, target_ms=60, max_extra_ms=200)
     run = drive(buffer, arrivals)
     assert buffer.stats.skipped == 1
@@ -234,13 +247,17 @@ def test_telephone_event_fills_sequence_but_is_not_output() -> None:
     buffer = JitterBuffer(RATE, ignore_payload_types={101})
     run = drive(buffer, on_time(packets))
     assert {p.payload_type for p in run.payloads} == {0}
+    assert buffer.stats.ignored == 3 and buffer.stats.played == 17
     assert [(g.samples, g.reason) for g in run.gaps] == [(3 * 160, "silence")]
     assert buffer.stats.lost_packets == 0 and check_timeline(run.items) == 20 * 160
 
 
 def test_dtx_timestamp_jump_with_marker_is_silence_of_that_length() -> None:
     first = make_packets(5)
-    second = [RtpPacket(0, 5 + i, 5 * 160 + 8000 + i * 160, 1, b"\x00" * 160, marker=i == 0) for i in range(5)]
+    second = [
+        RtpPacket(0, 5 + i, 5 * 160 + 8000 + i * 160, 1, b"\x00" * 160, marker=i == 0)
+        for i in range(5)
+    ]
     buffer = JitterBuffer(RATE)
     run = drive(buffer, on_time(first) + on_time(second, start=0.1 + 1.0))
     assert [(g.samples, g.reason) for g in run.gaps] == [(8000, "silence")]
@@ -261,9 +278,26 @@ def test_sequence_restart_on_same_ssrc_is_confirmed_by_two_packets() -> None:
     b = make_packets(10, seq0=40000, ts0=10 * 160)
     bogus = RtpPacket(0, 20000, 0, 1, b"\x00" * 160)
     buffer = JitterBuffer(RATE)
-    run = drive(buffer, on_time(a) + [(0.195, bogus)] + on_time(b, start=0.2))
+    run = drive(buffer, [*on_time(a), (0.195, bogus), *on_time(b, start=0.2)])
     assert buffer.stats.restarts == 1 and buffer.stats.discarded == 1
     assert len(run.payloads) == 20 and check_timeline(run.items) == 20 * 160
+
+
+def test_one_corrupt_packet_far_ahead_does_not_kill_the_stream() -> None:
+    packets = make_packets(100)
+    junk = RtpPacket(0, 2000, 77, 1, b"\x00" * 160)  # 1900 packets ahead, 38 s of claimed loss
+    buffer = JitterBuffer(RATE)
+    run = drive(buffer, [*on_time(packets[:50]), (0.985, junk), *on_time(packets[50:], start=1.0)])
+    assert buffer.stats.discarded == 1 and buffer.stats.late == 0 and buffer.stats.restarts == 0
+    assert run.gaps == [] and len(run.payloads) == 100
+
+
+def test_real_long_outage_is_not_mistaken_for_junk() -> None:
+    packets = make_packets(400)
+    arrivals = [(i * 0.02, p) for i, p in enumerate(packets) if not 50 <= i < 350]  # 6 s lost
+    buffer = JitterBuffer(RATE)
+    run = drive(buffer, arrivals)
+    assert buffer.stats.discarded == 0 and [g.samples for g in run.gaps] == [300 * 160]
 
 
 def test_deadline_and_flush() -> None:
@@ -288,14 +322,15 @@ def test_deadline_and_flush() -> None:
     dups=st.sets(st.integers(0, 79), max_size=10),
     delays=st.lists(st.floats(0, 0.15), min_size=80, max_size=80),
     ptime=st.sampled_from([10, 20, 30]),
+    hint=st.booleans(),
 )
 def test_property_order_uniqueness_and_accounting(
-    n: int, drops: set[int], dups: set[int], delays: list[float], ptime: int
+    n: int, drops: set[int], dups: set[int], delays: list[float], ptime: int, hint: bool
 ) -> None:
     packets = make_packets(n, ptime, seq0=65500, ts0=2**32 - 1000)
     arrivals = [(i * ptime / 1000 + delays[i], p) for i, p in enumerate(packets) if i not in drops]
     arrivals += [(i * ptime / 1000 + delays[-1 - i], packets[i]) for i in dups if i < n]
-    buffer = JitterBuffer(RATE)
+    buffer = JitterBuffer(RATE, duration_of=(lambda _pt, b: len(b)) if hint else None)
     run = drive(buffer, arrivals)
     indices = [p.payload[0] for p in run.payloads]
     assert indices == sorted(set(indices))  # strictly increasing: in order, no duplicates

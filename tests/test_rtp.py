@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -94,7 +96,7 @@ def test_real_sipp_pcap_packets() -> None:
     assert {p.payload_type for p in packets} == {8}
     assert packets[0].marker and not any(p.marker for p in packets[1:])
     assert {len(p.payload) for p in packets} == {240}  # sipp's sample uses 30 ms packets
-    for a, b in zip(packets, packets[1:], strict=False):
+    for a, b in itertools.pairwise(packets):
         assert (b.sequence - a.sequence) & 0xFFFF == 1
         assert (b.timestamp - a.timestamp) & 0xFFFFFFFF == 240
         assert a.ssrc == b.ssrc
@@ -152,7 +154,12 @@ def test_build_parse_roundtrip(
         extension_profile=None if ext is None else 0xBEDE, extension=ext or b"", padding=padding,
     )  # fmt: skip
     packet = parse_rtp(data)
-    assert (packet.payload_type, packet.sequence, packet.timestamp, packet.ssrc) == (pt, seq, ts, ssrc)
+    assert (packet.payload_type, packet.sequence, packet.timestamp, packet.ssrc) == (
+        pt,
+        seq,
+        ts,
+        ssrc,
+    )
     assert packet.payload == payload and packet.marker == marker
     assert packet.csrcs == tuple(csrcs) and packet.padding == padding
     assert packet.extension == (ext or b"")
@@ -176,7 +183,9 @@ def test_fuzz_random_bytes_only_raise_rtp_error(data: bytes) -> None:
 )
 def test_fuzz_mutated_valid_packets(flips: list[tuple[int, int]], cut: int) -> None:
     data = bytearray(
-        build_rtp(0, 1, 2, 3, b"\xff" * 20, csrcs=(9,), extension_profile=1, extension=bytes(8), padding=3)
+        build_rtp(
+            0, 1, 2, 3, b"\xff" * 20, csrcs=(9,), extension_profile=1, extension=bytes(8), padding=3
+        )
     )
     for index, value in flips:
         data[index % len(data)] = value

@@ -108,7 +108,7 @@ def test_default_path_follows_systemd_state_directory(tmp_path: Path, monkeypatc
     assert store.path.exists()
     store.close()
     (tmp_path / "afile").write_text("")
-    with pytest.raises(StoreError, match="store.path"):
+    with pytest.raises(StoreError, match=r"store\.path"):
         EventStore(tmp_path / "afile" / "e.db")
 
 

@@ -19,9 +19,10 @@ from family_helpers import (  # noqa: E402
     softmax_p,
     speech_windows,
 )
-from tinymodels import save_tiny_wav2vec2  # noqa: E402
 
 from streamd.cli import main  # noqa: E402
+
+from tinymodels import save_tiny_wav2vec2  # noqa: E402
 
 
 def card_p_fake(folder: Path, fake: int = 1):  # type: ignore[no-untyped-def]

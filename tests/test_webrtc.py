@@ -26,11 +26,12 @@ import pytest
 
 pytest.importorskip("aiortc")
 
-from tests_helpers import write_wav  # noqa: E402
-from webrtc_helpers import EventsClient, WavSender, daemon_config, post_offer, running_daemon  # noqa: E402
+from webrtc_helpers import EventsClient, WavSender, daemon_config, post_offer, running_daemon
 
-from streamd.ingest import webrtc as webrtc_mod  # noqa: E402
-from streamd.ingest.webrtc_media import FrameTimeline, StreamWriter, frame_to_pcm  # noqa: E402
+from streamd.ingest import webrtc as webrtc_mod
+from streamd.ingest.webrtc_media import FrameTimeline, StreamWriter, frame_to_pcm
+
+from tests_helpers import write_wav
 
 CLIP_S = 12.0
 MIN_IOU = 0.8
@@ -41,10 +42,11 @@ TRANSPORT_TOL = 0.03
 def sharp_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    from tinymodels import save_tiny_wav2vec2
     from transformers import Wav2Vec2ForSequenceClassification
 
     from streamd.cli import main
+
+    from tinymodels import save_tiny_wav2vec2
 
     root = tmp_path_factory.mktemp("sharp-model")
     ckpt = save_tiny_wav2vec2(root / "ckpt")

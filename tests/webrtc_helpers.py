@@ -101,12 +101,12 @@ async def post_offer(url: str, body: Any, token: str | None = None, raw: str | N
 class WavSender:
     """A sending ``RTCPeerConnection`` that plays a WAV file in real time (aiortc's MediaPlayer)."""
 
-    def __init__(self, wav: Path) -> None:
+    def __init__(self, wav: Path, loop: bool = False) -> None:
         from aiortc import RTCConfiguration, RTCPeerConnection
         from aiortc.contrib.media import MediaPlayer
 
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.player = MediaPlayer(str(wav))
+        self.player = MediaPlayer(str(wav), loop=loop)
         assert self.player.audio is not None
         self.pc.addTrack(self.player.audio)
         self.answer: dict[str, Any] = {}

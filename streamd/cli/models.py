@@ -29,14 +29,14 @@ def register(sub: Any) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ep.add_argument("--from", dest="source", required=True, metavar="PATH", help="checkpoint: a Hugging Face folder or a .pth/.pt file")
+    ep.add_argument("--from", dest="source", required=True, metavar="PATH", help="checkpoint: a Hugging Face folder, a .pth/.pt state dict (aasist, wav2vec2-meanpool), or for w2v2-embed-logreg a folder with the wav2vec2 backbone (itself or backbone/) and classifier.pkl [+ scaler.pkl]")
     ep.add_argument("--name", required=True, help="model name: writes DIR/NAME.onnx and DIR/NAME.yaml")
-    ep.add_argument("--family", help="model family (default: guessed from the checkpoint)")
-    ep.add_argument("--config", dest="family_config", metavar="PATH", help="family config file (AASIST .conf)")
+    ep.add_argument("--family", help="model family: wav2vec2-seqcls, wav2vec2-meanpool, ast, convnext-mel, w2v2-embed-logreg, aasist (default: guessed from the checkpoint)")
+    ep.add_argument("--config", dest="family_config", metavar="PATH", help="family config file: AASIST .conf; wav2vec2-meanpool: the backbone's transformers config.json; convnext-mel: JSON of mel-picture recipe overrides")
     ep.add_argument("--fake-index", type=int, action="append", metavar="N", help="output index that means fake (repeat for several)")
     ep.add_argument("--fake-classes", metavar="A,B", help="w2v2-embed-logreg: classifier classes that mean fake")
     ep.add_argument("--labels", metavar="A,B", help="label names per output index, when the checkpoint has none")
-    ep.add_argument("--trust-pickle", action="store_true", help="allow loading scikit-learn pickles (runs code from the file: only for files you trust)")
+    ep.add_argument("--trust-pickle", action="store_true", help="w2v2-embed-logreg: allow unpickling classifier.pkl/scaler.pkl. Unpickling runs code from the file, so a malicious pickle can do anything your user account can: pass this only for files you trust. Without it nothing is unpickled")
     ep.add_argument("--window-min", type=float, metavar="S", help="shortest window the model accepts (s)")
     ep.add_argument("--window-max", type=float, metavar="S", help="longest window the model sees (s)")
     ep.add_argument("--threshold", type=float, help="alert threshold on p_fake written to the manifest (default 0.5)")

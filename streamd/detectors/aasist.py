@@ -178,9 +178,21 @@ class AASIST(nn.Module):
 
     def embed(self, wave: Tensor) -> Tensor:
         """Waveform ``[B, S]`` -> the ``[B, 5 * gat_dims[1]]`` readout that the classifier sees."""
-        e = self.encode(wave).abs()
-        spectral = e.amax(dim=3).transpose(1, 2) + self.pos_S  # [B, bands, C]
-        temporal = e.amax(dim=2).transpose(1, 2)  # [B, frames, C]
+        return self.graph_embed(*self.graph_nodes(self.encode(wave)))
+
+    @staticmethod
+    def graph_nodes(encoded: Tensor) -> tuple[Tensor, Tensor]:
+        """Encoder map -> parameter-free node inputs: spectral ``[B, bands, C]``, temporal ``[B, frames, C]``.
+
+        Split from :meth:`embed` so that ``streamd train`` can cache these once per window and
+        train the graph layers (:meth:`graph_embed`) without re-running the encoder.
+        """
+        e = encoded.abs()
+        return e.amax(dim=3).transpose(1, 2), e.amax(dim=2).transpose(1, 2)
+
+    def graph_embed(self, spectral: Tensor, temporal: Tensor) -> Tensor:
+        """Node inputs from :meth:`graph_nodes` -> the readout (graph attention, HS-GAL, max, readout)."""
+        spectral = spectral + self.pos_S
         spectral = self.pool_S(self.GAT_layer_S(spectral))
         temporal = self.pool_T(self.GAT_layer_T(temporal))
 

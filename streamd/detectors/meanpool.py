@@ -135,9 +135,11 @@ def build_backbone(sd: dict[str, torch.Tensor], config: dict[str, Any], origin: 
         if leaf in WEIGHT_NORM and key not in expected:
             key = f"{stem}.{WEIGHT_NORM[leaf]}"
         renamed[key] = value
-    if "masked_spec_embed" in expected and "masked_spec_embed" not in renamed:
-        renamed["masked_spec_embed"] = expected["masked_spec_embed"]  # used only for training masks
-    renamed = {k: v for k, v in renamed.items() if k in expected or k != "masked_spec_embed"}
+    # masked_spec_embed only fills SpecAugment masks in training: tolerate it missing or extra.
+    if "masked_spec_embed" in expected:
+        renamed.setdefault("masked_spec_embed", expected["masked_spec_embed"])
+    else:
+        renamed.pop("masked_spec_embed", None)
     load_or_fail(origin, lambda: model.load_state_dict(renamed, strict=True))
     return model.eval()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import re
@@ -153,6 +154,9 @@ class Peer:
                 self.writer.push(frame)
         except MediaStreamError:
             pass
+        except Exception:  # a frame we cannot use must end this stream, not leave it hanging
+            log.exception("webrtc peer %s: cannot use the received audio", self.info.call_id)
+            reason = "bad audio from the peer"
         finally:
             self.reason = self.reason or reason
             await self._close_stream()
@@ -208,6 +212,12 @@ class WebRtcSource(Source):
 
     def __init__(self, host: str = "127.0.0.1", ice_servers: list[str] | None = None,
                  max_peers: int = 20, tokens: list[str] | None = None) -> None:
+        if host not in ("", "0.0.0.0", "::"):
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                raise ConfigError(f"sources.webrtc.host: {host!r} is not an IP address (ICE host candidates "
+                                  "need one; 0.0.0.0 means every interface)") from None
         self.host = host
         self.ice_servers = parse_ice_servers(list(ice_servers or []))
         self.max_peers = max_peers

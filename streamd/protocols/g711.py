@@ -10,7 +10,6 @@ from functools import cache
 
 import numpy as np
 
-_SEG_END = np.array([0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF, 0x3FFF, 0x7FFF], dtype=np.int32)
 _ULAW_BIAS = 0x84
 
 
@@ -36,35 +35,35 @@ def _alaw_decode_table() -> np.ndarray:
     return np.where(a & 0x80, t, -t).astype(np.int16)
 
 
-def _segment(values: np.ndarray) -> np.ndarray:
-    return np.searchsorted(_SEG_END, values, side="left").astype(np.int32)
+# Segment ends on the codecs' own scales: 14-bit magnitude (+33 bias) for mu-law, 13-bit for A-law,
+# after the arithmetic shift of the 16-bit sample (the order matters for negative samples).
+_ULAW_SEG_END = np.array([0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF], dtype=np.int32)
+_ALAW_SEG_END = np.array([0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF], dtype=np.int32)
+_PCM = np.arange(-32768, 32768, dtype=np.int32)
 
 
 @cache
 def _ulaw_encode_table() -> np.ndarray:
-    pcm = np.arange(-32768, 32768, dtype=np.int32)
-    negative = pcm < 0
-    mag = np.where(negative, _ULAW_BIAS - pcm, pcm + _ULAW_BIAS)
+    v = _PCM >> 2
+    negative = v < 0
+    mag = np.minimum(np.where(negative, -v, v), 8159) + 33
+    seg = np.searchsorted(_ULAW_SEG_END, mag, side="left")
+    s = np.minimum(seg, 7)
+    uval = (s << 4) | ((mag >> (s + 1)) & 0x0F)
     mask = np.where(negative, 0x7F, 0xFF)
-    seg = _segment(mag)
-    uval = (np.minimum(seg, 7) << 4) | ((mag >> (np.minimum(seg, 7) + 3)) & 0x0F)
-    out = np.where(seg >= 8, 0x7F ^ mask, uval ^ mask)
-    return out.astype(np.uint8)
+    return np.where(seg >= 8, 0x7F ^ mask, uval ^ mask).astype(np.uint8)
 
 
 @cache
 def _alaw_encode_table() -> np.ndarray:
-    pcm = np.arange(-32768, 32768, dtype=np.int32)
-    negative = pcm < 0
-    mag = np.where(negative, -pcm - 8, pcm)
-    mag = np.maximum(mag, 0)
+    v = _PCM >> 3
+    negative = v < 0
+    mag = np.where(negative, -v - 1, v)
+    seg = np.searchsorted(_ALAW_SEG_END, mag, side="left")
+    s = np.minimum(seg, 7)
+    aval = (s << 4) | np.where(s < 2, (mag >> 1) & 0x0F, (mag >> s) & 0x0F)
     mask = np.where(negative, 0x55, 0xD5)
-    seg = _segment(mag)
-    segc = np.minimum(seg, 7)
-    low = np.where(segc < 2, (mag >> 4) & 0x0F, (mag >> (segc + 3)) & 0x0F)
-    aval = (segc << 4) | low
-    out = np.where(seg >= 8, 0x7F ^ mask, aval ^ mask)
-    return out.astype(np.uint8)
+    return np.where(seg >= 8, 0x7F ^ mask, aval ^ mask).astype(np.uint8)
 
 
 def ulaw_decode(payload: bytes | bytearray | memoryview) -> np.ndarray:

@@ -13,7 +13,14 @@ ptimes of silence. Where timestamps cannot be trusted (an SSRC change, a sequenc
 timestamp jump the wall clock cannot explain) the gap comes from arrival times instead, so the
 output timeline only moves forward and never jumps by hours.
 
-The caller passes ``now`` (seconds, any monotonic clock); nothing here reads a clock.
+The caller passes ``now`` (seconds, any monotonic clock); nothing here reads a clock. A UDP
+adapter pushes each parsed packet, pops right away, and arms one timer for :meth:`deadline`::
+
+    buffer.push(parse_rtp(datagram), loop.time())
+    for item in buffer.pop(loop.time()):
+        pcm = decoder.silence(item.samples) if isinstance(item, Gap) else decoder.decode(item.payload)
+    # when deadline() is not None: loop.call_at(d, lambda: drain(max(loop.time(), d)))
+    # at end of stream (BYE, RTP timeout): drain buffer.flush() the same way
 """
 
 from __future__ import annotations
@@ -68,8 +75,9 @@ Item = Payload | Gap
 
 @dataclass(slots=True)
 class JitterStats:
-    """Counters for metrics and ``stream.ended``. Packets counted ``late`` were already counted
-    ``lost`` when their hole was given up."""
+    """Counters for metrics and ``stream.ended``. Every received packet ends up in exactly one
+    of played, duplicates, late, discarded or ignored (or is still buffered). Packets counted
+    ``late`` were already counted ``lost`` when their hole was given up."""
 
     received: int = 0
     played: int = 0
@@ -83,6 +91,7 @@ class JitterStats:
     restarts: int = 0
     skipped: int = 0
     discarded: int = 0
+    ignored: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -143,6 +152,7 @@ class JitterBuffer:
         self._next_seq: int | None = None
         self._played_order: deque[int] = deque()
         self._played_set: set[int] = set()
+        self._highest_arrival: float | None = None
         self._probation: tuple[int, RtpPacket, float, str] | None = None
         self._retired: dict[int, float] = {}
         self._prev: _Played | None = None
@@ -174,11 +184,19 @@ class JitterBuffer:
         highest = self._seq.highest
         if highest is not None:
             delta = self._seq.extend(packet.sequence) - highest
-            if delta > MAX_DROPOUT or delta < -MAX_MISORDER:
+            if delta > MAX_DROPOUT or delta < -MAX_MISORDER or self._implausible_jump(delta, now):
                 self._far_packet(packet, now, "discarded" if delta > 0 else "late")
                 return
         self._probation = None
         self._accept(packet, now)
+
+    def _implausible_jump(self, delta: int, now: float) -> bool:
+        """A forward jump that claims far more lost packets than the wall clock allows (one
+        corrupt or spoofed packet) must not make every following real packet "late"."""
+        if delta <= 1 or self._highest_arrival is None:
+            return False
+        ptime_s = (self._ptime or self._default_ptime) / self.clock_rate
+        return (delta - 1) * ptime_s > now - self._highest_arrival + _GAP_SLACK_S
 
     def _far_packet(self, packet: RtpPacket, now: float, kind: str) -> None:
         """RFC 3550 A.1 probation: two in-sequence packets after a big jump mean a restart."""
@@ -208,6 +226,8 @@ class JitterBuffer:
         highest = self._seq.highest
         if highest is not None and seq < highest:
             self.stats.reordered += 1
+        else:
+            self._highest_arrival = now
         self._seq.unwrap(packet.sequence)
         ts = self._ts.unwrap(packet.timestamp)
         self._entries[seq] = _Entry(seq, ts, now, packet)
@@ -222,6 +242,7 @@ class JitterBuffer:
         self._played_order.clear()
         self._played_set.clear()
         self._probation = None
+        self._highest_arrival = None
         self._last_ts = None
         self._resync = self._prev is not None
 
@@ -235,8 +256,8 @@ class JitterBuffer:
             if self._next_seq is None or head == self._next_seq:
                 self._play(out)
                 continue
-            first_arrival = min(entry.arrival for entry in self._entries.values())
-            if now - first_arrival >= self._target_s:
+            # Same expression as deadline(), so pop(deadline()) always makes progress.
+            if now >= self._hole_deadline():
                 self._play(out)
             elif self._depth_ticks() > self._limit_ticks or len(self._entries) > self._max_packets:
                 self.stats.skipped += 1
@@ -255,6 +276,9 @@ class JitterBuffer:
         """When :meth:`pop` will next have something to give up waiting for (None: no hole)."""
         if not self._heap or self._next_seq is None or self._heap[0] == self._next_seq:
             return None
+        return self._hole_deadline()
+
+    def _hole_deadline(self) -> float:
         return min(entry.arrival for entry in self._entries.values()) + self._target_s
 
     @property
@@ -284,6 +308,7 @@ class JitterBuffer:
         if len(self._played_order) > _PLAYED_MEMORY:
             self._played_set.discard(self._played_order.popleft())
         if entry.packet.payload_type in self._ignore:
+            self.stats.ignored += 1
             return
         self._emit(entry, hole, out)
 
@@ -292,8 +317,8 @@ class JitterBuffer:
         prev = self._prev
         position = 0
         if prev is not None:
-            consecutive = not self._resync and entry.seq == prev.seq + 1 and not packet.marker
-            duration = self._duration(prev, entry.ts - prev.ts if consecutive else None)
+            steps = 0 if self._resync or packet.marker else entry.seq - prev.seq
+            duration = self._duration(prev, entry.ts - prev.ts, steps)
             expected = prev.position + duration
             wall = max(0, round((entry.arrival - prev.arrival) * self.clock_rate) - duration)
             reason = "loss" if hole > 0 else "silence"
@@ -326,15 +351,22 @@ class JitterBuffer:
             )
         )
 
-    def _duration(self, prev: _Played, consecutive_delta: int | None) -> int:
+    def _duration(self, prev: _Played, ts_delta: int, steps: int) -> int:
         """Clock ticks covered by ``prev``: the codec's word, else the timestamp step to its
-        in-sequence successor, else the learned (or configured) ptime."""
-        if consecutive_delta is not None and 0 < consecutive_delta <= self._max_ptime:
-            self._ptime = consecutive_delta
+        in-sequence successor, else the learned ptime, else (before any pair of in-sequence
+        packets was seen) the timestamp step over a hole divided evenly, else ``ptime_ms``.
+        ``steps`` is the sequence distance to the next packet, 0 when timestamps don't count."""
+        per_step = ts_delta // steps if steps > 0 and ts_delta % steps == 0 else 0
+        if steps == 1 and 0 < per_step <= self._max_ptime:
+            self._ptime = per_step
         if self._duration_of is not None:
             told = self._duration_of(prev.packet.payload_type, prev.packet.payload)
             if told is not None and told > 0:
                 return told
-        if consecutive_delta is not None and 0 < consecutive_delta <= self._max_ptime:
-            return consecutive_delta
-        return self._ptime if self._ptime is not None else self._default_ptime
+        if steps == 1 and 0 < per_step <= self._max_ptime:
+            return per_step
+        if self._ptime is not None:
+            return self._ptime
+        if 0 < per_step <= self._max_ptime:
+            return per_step
+        return self._default_ptime

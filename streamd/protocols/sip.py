@@ -40,6 +40,7 @@ __all__ = [
     "SipStreamFramer",
     "Via",
     "build_response",
+    "is_keepalive",
     "parse_message",
     "parse_multipart",
 ]
@@ -235,6 +236,11 @@ def parse_message(
     return message
 
 
+def is_keepalive(data: bytes | bytearray | memoryview) -> bool:
+    """A NAT keep-alive datagram (CRLFs, or the odd NUL/space), to drop without counting as junk."""
+    return bytes(data).strip(b"\r\n\x00 \t") == b""
+
+
 def build_response(
     request: SipRequest,
     status: int,
@@ -244,16 +250,21 @@ def build_response(
     headers: Iterable[tuple[str, str]] = (),
     body: bytes = b"",
     content_type: str | None = None,
+    source: tuple[str, int] | None = None,
 ) -> SipResponse:
     """A response to ``request`` (RFC 3261 §8.2.6): Via, From, To, Call-ID and CSeq copied; the
-    To-tag added when ``to_tag`` is given and To has none; Record-Route copied for 1xx/2xx."""
+    To-tag added when ``to_tag`` is given and To has none; Record-Route copied for 1xx/2xx.
+    ``source`` (the request's source address) stamps ``received``/``rport`` on the top Via."""
     if not 100 <= status <= 699:
         raise ValueError(f"status {status} is not 100..699")
     out = Headers()
-    for value in request.headers.get_all("Via"):
-        out.add("Via", value)
-    if not out:
+    vias = request.headers.get_all("Via")
+    if not vias:
         raise SipError("request without Via")
+    if source is not None:
+        vias[0] = parse_via(vias[0]).with_received(*source).to_value()
+    for value in vias:
+        out.add("Via", value)
     out.add("From", request._required("From"))
     to = request._required("To")
     if to_tag is not None and parse_name_addr(to).tag is None:

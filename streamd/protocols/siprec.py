@@ -219,7 +219,9 @@ def parse_metadata(data: bytes | str) -> RecordingMetadata:
         stream_id = _attr(element, "stream_id", "id")
         if stream_id is None:
             raise SiprecError("<stream> without stream_id")
-        streams.append(MediaStream(stream_id, _text(element, "label"), _attr(element, "session_id")))
+        streams.append(
+            MediaStream(stream_id, _text(element, "label"), _attr(element, "session_id"))
+        )
 
     sends: dict[str, list[str]] = {}
     recvs: dict[str, list[str]] = {}

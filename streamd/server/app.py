@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from streamd.errors import StreamdError
+from streamd.server.dashboard import setup_dashboard
 from streamd.server.events_ws import EventsEndpoint
 from streamd.server.health import setup_health
 from streamd.server.metrics import DaemonMetrics, setup_metrics
@@ -51,14 +53,25 @@ def build_app(daemon: Daemon) -> tuple[web.Application, EventsEndpoint, DaemonMe
     metrics = DaemonMetrics(daemon, events)
     setup_metrics(app, metrics, cfg.tokens)
     setup_health(app, daemon)
+    setup_dashboard(app, daemon)  # GET /, static files, /v1/dashboard/info (issue 7)
     for source in daemon.sources:
         source.setup_http(app)
     return app, events, metrics
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 async def start_server(daemon: Daemon) -> ServerHandle:
     """Bind ``server.host:server.port`` (0 picks a free port) and log the address it got."""
     cfg = daemon.config.server
+    if not cfg.tokens and not _is_loopback(cfg.host):
+        log.warning("server.host is %s and server.tokens is empty: anyone who can reach it can read "
+                    "every event and /metrics; set server.tokens", cfg.host)
     app, events, metrics = build_app(daemon)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()

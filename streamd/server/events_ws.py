@@ -212,6 +212,7 @@ class EventsEndpoint:
 
     async def _close(self, ws: web.WebSocketResponse, request: web.Request, sub: Subscriber) -> None:
         if ws.closed:
+            log.info("events client %s left after id %d", sub.peer, sub.last_sent)
             return
         if sub.overflowed:
             code, why = TRY_AGAIN_LATER, "too slow"
@@ -222,6 +223,7 @@ class EventsEndpoint:
         message = f"{why}; resume with since={sub.last_sent}".encode()[:123]
         with contextlib.suppress(Exception):
             await ws.close(code=code, message=message, drain=False)
+        log.info("events client %s closed with %d (%s) after id %d", sub.peer, code, why, sub.last_sent)
         if ws.close_code == WSCloseCode.ABNORMAL_CLOSURE and request.transport is not None:
             # The client never answered the close: drop the socket rather than hold its buffers.
             request.transport.abort()
