@@ -180,10 +180,7 @@ class Daemon:
         """Past the grace period: drop what is not scored, but still end every stream with its
         summary so far, since consumers track calls by ``stream.ended``."""
         for s in list(hub.streams.values()):
-            await s.abort()
-            summary = s._summary("shutdown: grace period over, the rest not scored")
-            hub.bus.publish("stream.ended", s.stream_json, summary=summary, model=hub.model_json)
-            hub.forget(s)
+            await s.abort("shutdown: grace period over, the rest not scored")
 
     async def _maintain(self) -> None:
         """Checkpoint the WAL often and prune past ``store.retention_days`` (hourly, or sooner

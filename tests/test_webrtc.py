@@ -39,7 +39,12 @@ TRANSPORT_TOL = 0.03
 
 
 @pytest.fixture(scope="module")
-def sharp_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sharp_model_dir(tmp_path_factory: pytest.TempPathFactory, speech_16k: np.ndarray) -> Path:
+    """The tiny random wav2vec2 with its head rescaled so p_fake spreads over about 0.1-0.9 on this speech.
+
+    ``l_fake - l_real`` over 4 s windows of the clip gets unit spread and zero mean; the
+    features, and what Opus does to them, are untouched.
+    """
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")
     from transformers import Wav2Vec2ForSequenceClassification
@@ -50,10 +55,17 @@ def sharp_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("sharp-model")
     ckpt = save_tiny_wav2vec2(root / "ckpt")
-    model = Wav2Vec2ForSequenceClassification.from_pretrained(ckpt)
+    model = Wav2Vec2ForSequenceClassification.from_pretrained(ckpt).eval()
+    clip = speech_16k[: int(CLIP_S * 16000)]
+    wins = np.stack([clip[i : i + 64000] for i in range(0, len(clip) - 64000 + 1, 16000)])
+    wins = (wins - wins.mean(1, keepdims=True)) / np.sqrt(wins.var(1, keepdims=True) + 1e-7)  # the graph's own normalization
     with torch.no_grad():
-        model.classifier.weight.mul_(1000.0)
-        model.classifier.bias.zero_()
+        logits = model(torch.from_numpy(wins.astype(np.float32))).logits
+        d = logits[:, 1] - logits[:, 0]
+        k = float(1.0 / d.std())
+        model.classifier.weight.mul_(k)
+        model.classifier.bias.mul_(k)
+        model.classifier.bias[1] -= k * float(d.mean())
     model.save_pretrained(ckpt)
     models = root / "models"
     assert main(["models", "export", "--from", str(ckpt), "--name", "sharp", "--models-dir", str(models)]) == 0

@@ -34,6 +34,7 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--write-metrics", metavar="KEY", help="store the figures in the model manifest under metrics.eval.KEY")
     p.add_argument("--set-threshold", action="store_true", help="with --write-metrics: set the manifest threshold to the one at --far")
+    p.add_argument("--logo", action="store_true", help="also show the leave-one-generator-out figures `streamd train --logo` stored in the manifest (metrics.logo)")
     add_config_args(p)
     p.set_defaults(func=run)
 
@@ -65,10 +66,15 @@ def run(args: argparse.Namespace) -> int:
     results = run_eval(clips, cfg, det, args.telephony, args.short_clips, show_progress=sys.stderr.isatty())
     summary = summarize(results, det.manifest.threshold, args.far)
     condition = f"G.711 {args.telephony}" if args.telephony else "clean"
+    logo = {"logo": det.manifest.metrics.get("logo")} if args.logo else {}
     if args.json:
-        print(json.dumps({"model": det.name, "condition": condition, **summary}, indent=1))
+        print(json.dumps({"model": det.name, "condition": condition, **summary, **logo}, indent=1))
     else:
         print(format_report(summary, f"model {det.name} ({det.manifest.family}, {det.provider}), condition: {condition}"))
+        if args.logo:
+            from streamd.training.report import format_logo
+
+            print(format_logo(det.manifest.metrics))
     if args.write_metrics:
         m = load_manifest(det.path.with_suffix(".yaml")) if det.path.with_suffix(".yaml").exists() else det.manifest
         record = {"date": date.today().isoformat(), "data": [*args.data, *(args.real or []), *(args.fake or [])], "condition": condition,

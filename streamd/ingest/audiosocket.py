@@ -84,32 +84,34 @@ class AudioSocketSource(FeedSource):
             writer.close()  # the pending read sees EOF; the pump returns
 
         conn = self.connect(name, close=close)
+        clean = False
         try:
-            await self._pump(reader, session, conn)
+            clean = await self._pump(reader, session, conn)
         finally:
-            await conn.finish(session)
+            await conn.finish(session, clean)
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT_S)
 
     async def _pump(
         self, reader: asyncio.StreamReader, session: AudioSocketSession, conn: FeedConnection
-    ) -> None:
+    ) -> bool:
+        """Bytes into the session until it ends or the socket does; True on a clean close (FIN)."""
         timeout = self.idle_timeout_s or None
         while True:
             try:
                 data = await asyncio.wait_for(reader.read(READ_BYTES), timeout)
             except asyncio.TimeoutError:
-                self.warn("%r: nothing received for %.0f s: dropped", conn, self.idle_timeout_s)
-                return
+                self.warn("%r: nothing received for %.1f s: dropped", conn, self.idle_timeout_s)
+                return False
             except OSError:  # connection reset
-                return
+                return False
             if not data:
-                return
+                return True  # Asterisk closing the socket also means hangup
             arrival = time.perf_counter()
             conn.count(len(data))
             if await conn.feed(session.receive_data(data), arrival) is not None:
-                return
+                return True
 
     async def stop(self) -> None:
         """Stop listening, then end every connection (and so every stream) it holds."""

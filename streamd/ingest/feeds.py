@@ -294,12 +294,16 @@ class FeedConnection:
         if self.close_transport is not None and self._closing is None:
             self._closing = asyncio.ensure_future(self.close_transport())
 
-    async def finish(self, session: Session) -> None:
-        """The transport is gone: end every leg still open, whatever the session thinks."""
+    async def finish(self, session: Session, clean: bool = False) -> None:
+        """The transport is gone: end every leg still open, whatever the session thinks.
+
+        ``clean``: the peer closed the transport properly (a websocket close frame, a TCP FIN);
+        otherwise, with no goodbye from the protocol either, the drop counts as ``abrupt``.
+        """
         try:
-            if self.disconnect is None and self.shutdown_reason is None:
+            if not clean and self.disconnect is None and self.shutdown_reason is None:
                 self.source.counters.abrupt += 1
-                log.info("%r: connection dropped without the protocol's goodbye", self)
+                log.info("%r: connection dropped without a goodbye", self)
             await self.feed(session.connection_lost())
             await self.close_legs(self.shutdown_reason or "disconnect")
         finally:

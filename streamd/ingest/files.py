@@ -37,6 +37,7 @@ async def play_audio(
     chunk = max(1, int(rate * CHUNK_S))
     loop = asyncio.get_running_loop()
     t0 = loop.time()
+    reason = "shutdown"  # unless the whole file plays
     try:
         for i, start in enumerate(range(0, len(data), chunk)):
             stream.write(data[start : start + chunk])
@@ -46,8 +47,9 @@ async def play_audio(
                     await asyncio.sleep(delay)
             elif i % 50 == 49:
                 await asyncio.sleep(0)
+        reason = "end of file"
     finally:
-        summary = await stream.close("end of file")
+        summary = await stream.close(reason)
     return summary
 
 

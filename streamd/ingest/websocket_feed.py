@@ -89,17 +89,19 @@ class WebSocketFeed(FeedSource):
             await ws.close(code=CLOSE_GOING_AWAY, message=b"shutting down")
 
         conn = self.connect(request.remote or "?", send=ws.send_json, close=close)
+        clean = False
         try:
-            await self._pump(ws, session, conn)
+            clean = await self._pump(ws, session, conn)
         finally:
-            await conn.finish(session)
+            await conn.finish(session, clean)
             end = conn.disconnect
             code, reason = (end.code, end.reason) if end else (CLOSE_NORMAL, "done")
             with contextlib.suppress(Exception):
                 await ws.close(code=code, message=reason.encode("ascii", "replace")[:120])
         return ws
 
-    async def _pump(self, ws: web.WebSocketResponse, session: WebSocketSession, conn: FeedConnection) -> None:
+    async def _pump(self, ws: web.WebSocketResponse, session: WebSocketSession, conn: FeedConnection) -> bool:
+        """Messages into the session until the feed or the socket ends; True if it closed cleanly."""
         loop = asyncio.get_running_loop()
         deadline: float | None = None
         while True:
@@ -107,7 +109,7 @@ class WebSocketFeed(FeedSource):
             try:
                 msg = await ws.receive(timeout)
             except asyncio.TimeoutError:
-                return  # the peer did not close within the protocol's grace
+                return True  # the feed ended; the peer just did not close within the grace
             arrival = time.perf_counter()
             if msg.type is WSMsgType.TEXT:
                 events = session.receive_text(msg.data)
@@ -116,10 +118,10 @@ class WebSocketFeed(FeedSource):
             else:
                 if msg.type is WSMsgType.ERROR:
                     self.warn("%r: websocket error: %s", conn, msg.data)
-                return  # closed by the peer, by us (stop), or an error
+                return msg.type is WSMsgType.CLOSE  # a close frame, not a dropped TCP connection
             conn.count(len(msg.data))
             end = await conn.feed(events, arrival)
             if end is not None and deadline is None:
                 if end.grace_s <= 0 or ws.closed:
-                    return
+                    return True
                 deadline = loop.time() + end.grace_s

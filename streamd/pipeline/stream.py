@@ -161,8 +161,14 @@ class StreamPipeline:
             )
             self.hub.on_alert(self, transition.kind)
 
-    async def abort(self) -> None:
+    async def abort(self, reason: str) -> dict[str, Any]:
+        """End now without scoring what is still queued; ``stream.ended`` still goes out, since
+        consumers track calls by it."""
         self.closed = True
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+        summary = self._summary(reason)
+        self.hub.bus.publish("stream.ended", self.stream_json, summary=summary, model=self.hub.model_json)
+        self.hub.forget(self)
+        return summary

@@ -135,7 +135,7 @@ class AugmentConfig:
     p_level: float = 0.5
     gain_db: tuple[float, float] = (-20.0, 6.0)
     p_noise: float = 0.4
-    snr_db: tuple[float, float] = (5.0, 30.0)
+    snr_db: tuple[float, float] = (10.0, 30.0)
     noise_colors: tuple[str, ...] = NOISE_COLORS
     p_band: float = 0.3
     p_g711: float = 0.5

@@ -113,7 +113,7 @@ def group_of(clip: LabeledClip, by: SplitBy) -> str:
     """The unit a split keeps whole: the speaker (``group`` or ``speaker`` column), or the source."""
     if by == "source":
         return clip.source or clip.path.parent.name
-    return f"{clip.source}/{clip.group}" if clip.group != clip.source else clip.group
+    return clip.group
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,13 @@ class FamilyAdapter(ABC):
 
     @abstractmethod
     def features(self, windows: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        """Frozen part on a few windows (any lengths) -> named arrays, first axis one per window."""
+        """Frozen part on a few windows (any lengths) -> named arrays, first axis one per window.
+
+        This is the expensive stage, cached on disk under ``cache_key``."""
+
+    def derive(self, feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A cheap frozen stage run on the cached arrays in memory (settings sharing one cache)."""
+        return feats
 
     @property
     @abstractmethod
@@ -126,7 +132,9 @@ class AasistAdapter(FamilyAdapter):
         }
         self._head = _Call(m, fns[setting])
         self.disk_cache = setting != "all"
-        self.cache_key = fingerprint("aasist", sha256_file(checkpoint), str(config_path), setting, self.n_samples)
+        # head and graph share one cache: head derives its readout from the cached graph nodes
+        kind = "wave" if setting == "all" else "nodes"
+        self.cache_key = fingerprint("aasist", sha256_file(checkpoint), str(config_path), kind, self.n_samples)
         trained = sorted({n.split(".")[0] for n, p in m.named_parameters() if p.requires_grad})
         self.trained_layers = ", ".join(trained)
         self.frozen_layers = ", ".join(sorted({n.split(".")[0] for n, p in m.named_parameters() if not p.requires_grad}))
@@ -151,9 +159,22 @@ class AasistAdapter(FamilyAdapter):
                 if self.setting == "all":
                     return {"wave": wave.cpu().numpy()}
                 spectral, temporal = m.graph_nodes(m.encode(wave))
-                if self.setting == "graph":
-                    return {"spectral": spectral.cpu().numpy(), "temporal": temporal.cpu().numpy()}
-                return {"embed": m.graph_embed(spectral, temporal).cpu().numpy()}
+                return {"spectral": spectral.cpu().numpy(), "temporal": temporal.cpu().numpy()}
+        finally:
+            m.train(was_training)
+
+    def derive(self, feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.setting != "head":
+            return feats
+        m = self.model
+        was_training = m.training
+        m.eval()
+        try:
+            with torch.inference_mode():
+                out = [m.graph_embed(torch.from_numpy(feats["spectral"][i : i + 256]).to(self.device),
+                                     torch.from_numpy(feats["temporal"][i : i + 256]).to(self.device)).cpu().numpy()
+                       for i in range(0, len(feats["spectral"]), 256)]
+            return {"embed": np.concatenate(out)}
         finally:
             m.train(was_training)
 
@@ -276,7 +297,7 @@ def build_table(
     names = list(chunks[0][2])
     n_rows = [len(f[names[0]]) for _, _, f in chunks]
     return FeatureTable(
-        feats={n: np.concatenate([f[n] for _, _, f in chunks]) for n in names},
+        feats=adapter.derive({n: np.concatenate([f[n] for _, _, f in chunks]) for n in names}),
         clip=np.repeat([c for c, _, _ in chunks], n_rows),
         cond=np.repeat([k for _, k, _ in chunks], n_rows),
         label=np.repeat([clips[c].is_fake for c, _, _ in chunks], n_rows),

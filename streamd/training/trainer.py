@@ -205,7 +205,7 @@ def train(
                 loss.backward()
                 optim.step()
                 sched.step()
-                losses.append(float(loss))
+                losses.append(loss.item())
                 bar.update(task, advance=1, loss=float(np.mean(losses)))
             auc = auc_over_conditions(table, val_rows, predict(adapter, table, val_rows))
             history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_auc": auc})

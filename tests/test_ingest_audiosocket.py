@@ -1,0 +1,110 @@
+"""Asterisk AudioSocket into a running daemon over real TCP, events read on ``/v1/events``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamd.protocols.audiosocket import Kind, build_frame
+
+from feed_helpers import (
+    assert_codec_explains,
+    assert_same_windows,
+    audiosocket_call,
+    closed_by_peer,
+    ended,
+    feed_daemon,
+    narrowband,
+    of,
+    reference,
+    source,
+    speech,
+    tcp_send,
+    to_pcm16,
+    windows,
+)
+
+
+def dial(daemon: Any) -> Any:
+    s = source(daemon, "audiosocket")
+    return asyncio.open_connection(s.host, s.port)
+
+
+@pytest.mark.parametrize(("kind", "rate"), [(Kind.SLIN, 8000), (Kind.SLIN16, 16000)])
+async def test_call_with_hangup_scores_like_streamd_score(
+    tiny_model_dir: Path, tmp_path: Path, kind: int, rate: int
+) -> None:
+    audio = speech(8.0, offset=19)
+    pcm = narrowband(audio) if rate == 8000 else to_pcm16(audio)
+    call = uuid.uuid4()
+    frames = audiosocket_call(call, pcm, kind)
+    frames.insert(100, build_frame(Kind.DTMF, b"#"))
+    async with feed_daemon(tiny_model_dir, tmp_path, audiosocket={"port": 0}) as (daemon, events):
+        reader, writer = await dial(daemon)
+        await tcp_send(writer, [*frames, build_frame(Kind.HANGUP)])
+        assert await closed_by_peer(reader)  # the daemon hangs up its side after the hangup frame
+        writer.close()
+        await events.wait_for(ended(1, "audiosocket"), 60)
+        ref = await reference(daemon, {"caller": (pcm, rate)}, {"caller": audio})
+        status = source(daemon, "audiosocket").status()
+    (start,) = of(events.events, "stream.started")
+    stream = start["stream"]
+    assert stream["call_id"] == str(call) and stream["labels"] == {"uuid": str(call)}
+    assert stream["leg"] == "caller" and start["sample_rate"] == rate
+    live = windows(events.events, stream["stream_id"])
+    assert_same_windows(live, ref["caller"])
+    if rate == 8000:  # linear PCM at 8 kHz: only the band limit, less than G.711 explains
+        assert_codec_explains(live, ref["caller-clean"], ref["caller-g711"])
+    else:
+        assert_same_windows(live, ref["caller-clean"], tol=1e-4)
+    (end,) = of(events.events, "stream.ended")
+    assert end["summary"]["reason"] == "hangup" and end["summary"]["duration_s"] == pytest.approx(8.0)
+    assert status["notices"] == {"dtmf": 1} and status["violations"] == 0 and status["connections"] == 0
+
+
+async def test_drops_errors_and_limits_leave_other_calls_flowing(
+    tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="streamd.ingest")
+    pcm = narrowband(speech(8.0, offset=21))
+    feed = {"port": 0, "max_message_bytes": 2048, "max_connections": 6, "idle_timeout_s": 1.0}
+    async with feed_daemon(tiny_model_dir, tmp_path, audiosocket=feed) as (daemon, events):
+        good = await dial(daemon)
+        sender = asyncio.create_task(tcp_send(good[1], audiosocket_call(uuid.uuid4(), pcm), every=5))
+        bad: dict[str, tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
+        for name in ("early", "kind", "big", "error", "dropped", "idle"):
+            bad[name] = await dial(daemon)
+        one_s = audiosocket_call(uuid.uuid4(), pcm[:8000])
+        bad["early"][1].write(build_frame(Kind.SLIN, b"\x00" * 320))  # audio before the UUID
+        bad["kind"][1].write(b"".join(one_s) + build_frame(0x42, b"?"))
+        bad["big"][1].write(b"".join(one_s) + bytes([Kind.SLIN, 0x10, 0x00]))  # announces 4096 bytes
+        bad["error"][1].write(b"".join(one_s) + build_frame(Kind.ERROR, b"\x02"))
+        bad["dropped"][1].write(b"".join(one_s))
+        bad["idle"][1].write(b"".join(one_s))
+        over = await dial(daemon)  # the 8th connection: over max_connections
+        for name in ("early", "kind", "big", "error"):
+            assert await closed_by_peer(bad[name][0]), name
+        assert await closed_by_peer(over[0])
+        bad["dropped"][1].transport.abort()
+        assert await closed_by_peer(bad["idle"][0])  # idle_timeout_s
+        await sender
+        good[1].write(build_frame(Kind.HANGUP))
+        await good[1].drain()
+        await events.wait_for(ended(5, "audiosocket"), 60)
+        status = source(daemon, "audiosocket").status()
+        for _, w in (good, over, *bad.values()):
+            w.close()
+    reasons = sorted(e["summary"]["reason"] for e in of(events.events, "stream.ended"))
+    assert reasons == sorted(["hangup", "error", "error", "error 0x02 (frame forwarding error)",
+                              "disconnect", "disconnect"])[:len(reasons)]
+    (hangup,) = [e for e in of(events.events, "stream.ended") if e["summary"]["reason"] == "hangup"]
+    assert hangup["summary"]["windows"] >= 3
+    for text in ("audio before the UUID frame", "unknown frame kind 0x42", "announces 4096 bytes, over 2048",
+                 "max_connections (6) reached", "nothing received for 1.0 s"):
+        assert text in caplog.text, text
+    assert status["refused"] == 1 and status["fatal"] == 3 and status["abrupt"] == 1
