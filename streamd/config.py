@@ -43,6 +43,16 @@ class SipConfig(_Section):
     max_packet_bytes: int = Field(2048, ge=64)
     rtp_timeout_s: float = Field(10.0, gt=0)
     jitter_ms: int = Field(60, ge=0, le=1000)
+    advertise_address: str | None = Field(
+        None, description="address put in SDP answers and Contact; null: host, or the route to the peer when host is 0.0.0.0"
+    )
+    codecs: list[str] = Field(
+        ["PCMU", "PCMA", "L16", "G722", "opus/48000/2"], min_length=1,
+        description="encodings the SDP answer may pick, NAME[/rate[/channels]]; the offer's order decides",
+    )
+    answer_delay_ms: int = Field(0, ge=0, le=60000, description="send 180 Ringing and wait this long before 200 OK")
+    max_gap_s: float = Field(60.0, ge=0, le=3600, description="longest loss or hold written as silence")
+    tcp_max_connections: int = Field(100, ge=1, description="open SIP-over-TCP connections; more are refused")
 
     @field_validator("allow_from")
     @classmethod
@@ -54,12 +64,35 @@ class SipConfig(_Section):
                 raise ValueError(f"{net!r} is not a network ({exc})") from None
         return v
 
+    @field_validator("advertise_address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                if ipaddress.ip_address(v).is_unspecified:
+                    raise ValueError("must be an address peers can send to, not 0.0.0.0 or ::")
+            except ValueError as exc:
+                raise ValueError(f"{v!r} is not a usable IP address ({exc})") from None
+        return v
+
+    @field_validator("codecs")
+    @classmethod
+    def _codecs(cls, v: list[str]) -> list[str]:
+        known = {"pcmu", "pcma", "l16", "g722", "opus"}
+        for item in v:
+            parts = item.split("/")
+            if parts[0].lower() not in known or len(parts) > 3 or not all(p.isdigit() for p in parts[1:]):
+                raise ValueError(f"{item!r} is not NAME[/rate[/channels]] with NAME one of PCMU, PCMA, L16, G722, opus")
+        return v
+
     @field_validator("rtp_ports")
     @classmethod
     def _ports(cls, v: tuple[int, int]) -> tuple[int, int]:
         lo, hi = v
         if not (1024 <= lo <= hi <= 65535):
             raise ValueError("must be [low, high] with 1024 <= low <= high <= 65535")
+        if lo == hi and lo % 2:
+            raise ValueError("must hold an even port (RTP uses even ports, RFC 3550 §11)")
         return v
 
 

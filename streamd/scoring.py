@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,7 @@ async def score_clips_async(
 
 
 async def _score_async(
-    items: list[str] | list[Clip],
+    items: Sequence[str | Clip],
     config: Config,
     detector: Detector,
     concurrency: int,

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soxr
+from webrtc_helpers import EventsClient, daemon_config, running_daemon
 from websockets.asyncio.client import ClientConnection, connect
 
 from streamd.daemon import Daemon
@@ -27,8 +28,6 @@ from streamd.protocols.audiosocket import Kind, build_frame
 from streamd.protocols.g711 import ulaw_decode, ulaw_encode
 from streamd.scoring import score_clips_async
 from streamd.telephony import g711_roundtrip
-
-from webrtc_helpers import EventsClient, daemon_config, running_daemon
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRISPEECH = ROOT.parent / "shared" / "data" / "resemble-ai__Resemblyzer" / "audio_data" / "librispeech_test-other"
@@ -175,10 +174,12 @@ def assert_codec_explains(live: list[Window], clean: list[Window], simulated: li
     16 kHz): how far the channel alone moves each window. The feed may move a window up to
     twice that (its 8 to 16 kHz conversion is streamed, the simulation's is not), never more.
     """
-    def near(w: Window, others: list[Window]) -> float | None:  # VAD may move an edge a frame
-        return next((o[2] for o in others if abs(o[0] - w[0]) <= 0.061 and abs(o[1] - w[1]) <= 0.061), None)
+    def near(w: Window, others: list[Window], tol: float) -> float | None:
+        return next((o[2] for o in others if abs(o[0] - w[0]) <= tol and abs(o[1] - w[1]) <= tol), None)
 
-    found = [(w[2], near(w, clean), near(w, simulated)) for w in live]
+    # The simulation sees the live audio, so its windows match to a VAD frame or so. On the
+    # wideband original, VAD may start speech a few frames apart (the band limit moves it too).
+    found = [(w[2], near(w, clean, 0.25), near(w, simulated, 0.061)) for w in live]
     pairs = [(s, c, g) for s, c, g in found if c is not None and g is not None]
     assert len(pairs) >= max(2, len(live) // 2), (live, clean, simulated)
     moved = max(abs(s - c) for s, c, _ in pairs)

@@ -10,10 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-
-from streamd.protocols.audiofork import SUBPROTOCOL
-
 from feed_helpers import (
     abort,
     assert_codec_explains,
@@ -32,6 +28,9 @@ from feed_helpers import (
     windows,
     ws_connect,
 )
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from streamd.protocols.audiofork import SUBPROTOCOL
 
 PATH = "/v1/ingest/audiofork"
 TOKEN = "fork-token"

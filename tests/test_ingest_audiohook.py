@@ -10,10 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-
-from streamd.protocols.g711 import ulaw_decode, ulaw_encode
-
 from feed_helpers import (
     AH_CONVERSATION,
     AH_ORG,
@@ -33,6 +29,9 @@ from feed_helpers import (
     windows,
     ws_connect,
 )
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from streamd.protocols.g711 import ulaw_decode, ulaw_encode
 
 PATH = "/v1/ingest/audiohook"
 FEED = {"api_keys": ["SGVsbG8sIEkgYW0gdGhlIEFQSSBrZXkh"], "organization_ids": [AH_ORG]}

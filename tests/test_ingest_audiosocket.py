@@ -9,9 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from streamd.protocols.audiosocket import Kind, build_frame
-
 from feed_helpers import (
     assert_codec_explains,
     assert_same_windows,
@@ -28,6 +25,8 @@ from feed_helpers import (
     to_pcm16,
     windows,
 )
+
+from streamd.protocols.audiosocket import Kind, build_frame
 
 
 def dial(daemon: Any) -> Any:
@@ -71,40 +70,59 @@ async def test_drops_errors_and_limits_leave_other_calls_flowing(
     tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="streamd.ingest")
-    pcm = narrowband(speech(8.0, offset=21))
-    feed = {"port": 0, "max_message_bytes": 2048, "max_connections": 6, "idle_timeout_s": 1.0}
+    pcm = narrowband(speech(10.0, offset=21))
+    names = ("good", "early", "kind", "big", "error", "dropped", "idle")
+    feed = {"port": 0, "max_message_bytes": 2048, "max_connections": len(names), "idle_timeout_s": 1.0}
     async with feed_daemon(tiny_model_dir, tmp_path, audiosocket=feed) as (daemon, events):
-        good = await dial(daemon)
-        sender = asyncio.create_task(tcp_send(good[1], audiosocket_call(uuid.uuid4(), pcm), every=5))
-        bad: dict[str, tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
-        for name in ("early", "kind", "big", "error", "dropped", "idle"):
-            bad[name] = await dial(daemon)
-        one_s = audiosocket_call(uuid.uuid4(), pcm[:8000])
-        bad["early"][1].write(build_frame(Kind.SLIN, b"\x00" * 320))  # audio before the UUID
-        bad["kind"][1].write(b"".join(one_s) + build_frame(0x42, b"?"))
-        bad["big"][1].write(b"".join(one_s) + bytes([Kind.SLIN, 0x10, 0x00]))  # announces 4096 bytes
-        bad["error"][1].write(b"".join(one_s) + build_frame(Kind.ERROR, b"\x02"))
-        bad["dropped"][1].write(b"".join(one_s))
-        bad["idle"][1].write(b"".join(one_s))
-        over = await dial(daemon)  # the 8th connection: over max_connections
-        for name in ("early", "kind", "big", "error"):
-            assert await closed_by_peer(bad[name][0]), name
+        peers = {name: await dial(daemon) for name in names}
+        feed_source = source(daemon, "audiosocket")
+        for _ in range(200):
+            if feed_source.status()["connections"] == len(names):
+                break
+            await asyncio.sleep(0.01)
+        over = await dial(daemon)  # one more than max_connections
         assert await closed_by_peer(over[0])
-        bad["dropped"][1].transport.abort()
-        assert await closed_by_peer(bad["idle"][0])  # idle_timeout_s
+
+        sender = asyncio.create_task(tcp_send(peers["good"][1], audiosocket_call(uuid.uuid4(), pcm), every=5))
+        for name in names[2:]:  # a second of a call first, so each of these has a stream
+            await tcp_send(peers[name][1], audiosocket_call(uuid.uuid4(), pcm[:8000]))
+        await asyncio.sleep(0.1)
+        peers["early"][1].write(build_frame(Kind.SLIN, b"\x00" * 320))  # audio before the UUID
+        peers["kind"][1].write(build_frame(0x42, b"?"))
+        peers["big"][1].write(bytes([Kind.SLIN, 0x10, 0x00]))  # announces 4096 bytes
+        peers["error"][1].write(build_frame(Kind.ERROR, b"\x02"))
+        for name in ("early", "kind", "big", "error"):
+            assert await closed_by_peer(peers[name][0]), name
+        peers["dropped"][1].transport.abort()
+        assert await closed_by_peer(peers["idle"][0])  # idle_timeout_s
         await sender
-        good[1].write(build_frame(Kind.HANGUP))
-        await good[1].drain()
-        await events.wait_for(ended(5, "audiosocket"), 60)
-        status = source(daemon, "audiosocket").status()
-        for _, w in (good, over, *bad.values()):
+        peers["good"][1].write(build_frame(Kind.HANGUP))
+        await events.wait_for(ended(6, "audiosocket"), 60)
+        status = feed_source.status()
+        for _, w in (over, *peers.values()):
             w.close()
     reasons = sorted(e["summary"]["reason"] for e in of(events.events, "stream.ended"))
     assert reasons == sorted(["hangup", "error", "error", "error 0x02 (frame forwarding error)",
-                              "disconnect", "disconnect"])[:len(reasons)]
+                              "disconnect", "disconnect"])
     (hangup,) = [e for e in of(events.events, "stream.ended") if e["summary"]["reason"] == "hangup"]
     assert hangup["summary"]["windows"] >= 3
     for text in ("audio before the UUID frame", "unknown frame kind 0x42", "announces 4096 bytes, over 2048",
-                 "max_connections (6) reached", "nothing received for 1.0 s"):
+                 f"max_connections ({len(names)}) reached", "nothing received for 1.0 s"):
         assert text in caplog.text, text
     assert status["refused"] == 1 and status["fatal"] == 3 and status["abrupt"] == 1
+    assert status["accepted"] == len(names) and status["connections"] == 0
+
+
+async def test_daemon_stop_ends_open_calls(tiny_model_dir: Path, tmp_path: Path) -> None:
+    pcm = narrowband(speech(6.0, offset=23))
+    async with feed_daemon(tiny_model_dir, tmp_path, audiosocket={"port": 0}) as (daemon, events):
+        reader, writer = await dial(daemon)
+        await tcp_send(writer, audiosocket_call(uuid.uuid4(), pcm))
+        await events.wait_for(lambda ev: bool(of(ev, "window.scored")), 30)
+        await daemon.stop()
+        assert await closed_by_peer(reader)
+        writer.close()
+        status = source(daemon, "audiosocket").status()
+    (end,) = of(events.events, "stream.ended")
+    assert end["summary"]["reason"] == "shutdown" and end["summary"]["duration_s"] == pytest.approx(6.0)
+    assert status["up"] is False and status["connections"] == 0

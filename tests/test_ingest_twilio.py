@@ -7,10 +7,6 @@ import logging
 from pathlib import Path
 
 import pytest
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-
-from streamd.protocols.twilio import compute_signature
-
 from feed_helpers import (
     TWILIO_ACCOUNT,
     TWILIO_CALL,
@@ -33,6 +29,9 @@ from feed_helpers import (
     windows,
     ws_connect,
 )
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from streamd.protocols.twilio import compute_signature
 
 PATH = "/v1/ingest/twilio"
 
@@ -168,3 +167,20 @@ async def test_without_auth_token_server_tokens_apply_and_limits_refuse_with_503
             assert err.value.response.status_code == 503
         status = source(daemon, "twilio").status()
     assert status["refused"] == 1 and status["unauthorized"] == 1 and status["accepted"] == 1
+
+
+async def test_daemon_stop_ends_open_calls_and_closes_the_socket(tiny_model_dir: Path, tmp_path: Path) -> None:
+    ulaw, _ = ulaw_8k(speech(6.0, offset=8))
+    tw = TwilioMessages()
+    async with feed_daemon(tiny_model_dir, tmp_path, twilio={}) as (daemon, events):
+        async with ws_connect(daemon.server.url.replace("http", "ws") + PATH) as ws:  # type: ignore[union-attr]
+            await send_paced(ws, [tw.start(["inbound"]), *tw.track_media("inbound", ulaw)])
+            await events.wait_for(lambda ev: bool(of(ev, "window.scored")), 30)
+            await daemon.stop()  # SIGTERM's path: sources stop first, then the server
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+            assert ws.close_code == 1001
+        status = source(daemon, "twilio").status()
+    (end,) = of(events.events, "stream.ended")
+    assert end["summary"]["reason"] == "shutdown" and end["summary"]["duration_s"] == pytest.approx(6.0, abs=0.02)
+    assert status["up"] is False and status["abrupt"] == 0 and status["connections"] == 0

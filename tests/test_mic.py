@@ -153,8 +153,9 @@ def test_mic_json_scores_windows_from_the_null_sink(pulse: dict[str, str], speec
     loud = [lv for lv in levels if lv["speech"] and lv["dbfs"] > -45]
     assert len(loud) >= 5, levels[:10]
     assert len(levels) <= (SPEECH_S + 3) * 4 + 2  # throttled to 4 per second
-    assert events[-1]["type"] == "stream.ended", kinds[-5:]
-    summary = events[-1]["summary"]
+    assert kinds[-2:] == ["stream.ended", "mic.stopped"], kinds[-5:]
+    assert events[-1]["dropped_blocks"] == 0
+    summary = events[-2]["summary"]
     assert summary["speech_s"] >= SPEECH_S - 2
     assert abs(summary["duration_s"] - (SPEECH_S + 3)) < 2.0  # stream time is wall time
 

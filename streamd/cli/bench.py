@@ -9,7 +9,7 @@ import importlib
 from typing import Any
 
 # target -> module with register(subparsers)
-TARGETS = ["streamd.bench_scorer", "streamd.bench_events", "streamd.bench_families"]
+TARGETS = ["streamd.bench_scorer", "streamd.bench_events", "streamd.bench_families", "streamd.bench_feeds"]
 
 
 def register(sub: Any) -> None:

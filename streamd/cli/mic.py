@@ -123,6 +123,10 @@ async def _run(cfg: Config, detector: Detector, device: InputDevice, as_json: bo
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     capture = source.capture
+    if lines is not None and capture is not None:
+        lines.write({"type": "mic.stopped", "dropped_blocks": capture.dropped_blocks,
+                     "dropped_s": round(capture.dropped_samples / max(1, capture.rate), 3),
+                     "portaudio_overflows": capture.portaudio_overflows})
     if lines is None and view.ended is not None:
         s = view.ended
         verdict = "FAKE (alert raised)" if s.get("alert_raised") else "no alert" if s.get("windows") else "not enough speech"

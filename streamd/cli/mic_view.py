@@ -33,8 +33,7 @@ def speech_samples(stream: StreamPipeline) -> int:
 
     Read from the pipeline rather than a second VAD, so the indicator shows what is scored.
     """
-    gate = getattr(stream, "_gate", None)
-    return int(getattr(gate, "speech_samples", 0))
+    return stream.speech_samples
 
 
 class MicView:

@@ -49,6 +49,11 @@ class StreamPipeline:
         self.last_audio = time.monotonic()
 
     @property
+    def speech_samples(self) -> int:
+        """Speech the VAD gate has taken so far (with hangover), in 16 kHz samples."""
+        return self._gate.speech_samples
+
+    @property
     def stream_json(self) -> dict[str, Any]:
         return self.info.to_json()
 
