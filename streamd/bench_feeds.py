@@ -113,6 +113,7 @@ async def _phase(daemon: Any, n: int, seconds: float, clip_path: Path, tmp: Path
 
     source = next(s for s in daemon.sources if s.name == "twilio")
     source.latency = LatencyWindow(size=200_000)
+    messages0 = source.counters.messages
     probe = _Probe(source)
     daemon.hub.observers.append(probe)
     daemon.bus.add_sink(probe)
@@ -121,7 +122,9 @@ async def _phase(daemon: Any, n: int, seconds: float, clip_path: Path, tmp: Path
     lag_task = asyncio.create_task(_loop_lag(lag, stop))
     sent_path = tmp / f"sent-{n}.npy"
     url = daemon.server.url.replace("http", "ws") + source.path
-    cpu0, t0 = os.times(), time.monotonic()
+    scorer = daemon.scorer
+    busy0, scored0 = scorer.busy_s, scorer.windows
+    cpu0, loop0, t0 = os.times(), time.thread_time(), time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "streamd.bench_feeds", "client", url, str(n), str(seconds), str(clip_path), str(sent_path),
         stdout=asyncio.subprocess.PIPE,
@@ -135,7 +138,7 @@ async def _phase(daemon: Any, n: int, seconds: float, clip_path: Path, tmp: Path
             await asyncio.sleep(0.1)
     finally:
         await asyncio.wait_for(proc.wait(), 30)
-        wall, cpu1 = time.monotonic() - t0, os.times()
+        wall, cpu1, loop_cpu = time.monotonic() - t0, os.times(), time.thread_time() - loop0
         stop.set()
         await lag_task
         daemon.hub.observers.remove(probe)
@@ -149,6 +152,8 @@ async def _phase(daemon: Any, n: int, seconds: float, clip_path: Path, tmp: Path
     lat = source.latency.values
     frame_ms = np.asarray(lat) * 1000.0
     cpu = (cpu1.user - cpu0.user + cpu1.system - cpu0.system) / wall
+    frames = source.counters.messages - messages0
+    infer_ms = 1000 * (scorer.busy_s - busy0) / max(1, scorer.windows - scored0)
     lost = sum(int(s.get("frames_lost", 0)) for s in probe.ended)
     queue_p99 = _pct(probe.scored_ms, 99)
     lag_p99 = _pct(lag, 99)
@@ -163,7 +168,9 @@ async def _phase(daemon: Any, n: int, seconds: float, clip_path: Path, tmp: Path
         "send_to_queue_ms": {"p50": _pct(e2e, 50), "p99": _pct(e2e, 99), "n": len(e2e)},
         "queue_to_score_ms": {"p50": _pct(probe.scored_ms, 50), "p99": queue_p99},
         "loop_lag_ms": {"p50": _pct(lag, 50), "p99": lag_p99, "max": round(max(lag), 1) if lag else None},
-        "cpu_percent": round(100 * cpu, 1), "violations": source.counters.violations,
+        "cpu_percent": round(100 * cpu, 1), "loop_cpu_percent": round(100 * loop_cpu / wall, 1),
+        "loop_cpu_us_per_message": round(1e6 * loop_cpu / max(1, frames), 1),
+        "scorer_ms_per_window": round(infer_ms, 2), "violations": source.counters.violations,
     }
 
 
@@ -261,7 +268,9 @@ def run(args: argparse.Namespace) -> int:
               f"frame>queue p50/p99 {r['frame_to_queue_ms']['p50']}/{r['frame_to_queue_ms']['p99']} ms; "
               f"send>queue p50/p99 {r['send_to_queue_ms']['p50']}/{r['send_to_queue_ms']['p99']} ms; "
               f"queue>score p50/p99 {r['queue_to_score_ms']['p50']}/{r['queue_to_score_ms']['p99']} ms; "
-              f"loop lag p99 {r['loop_lag_ms']['p99']} ms; cpu {r['cpu_percent']} %")
+              f"loop lag p99 {r['loop_lag_ms']['p99']} ms; cpu {r['cpu_percent']} % "
+              f"(event loop {r['loop_cpu_percent']} %, {r['loop_cpu_us_per_message']} us/message; "
+              f"scorer {r['scorer_ms_per_window']} ms/window in batches)")
     return 0
 
 

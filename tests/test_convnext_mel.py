@@ -163,3 +163,4 @@ def test_recipe_overrides_from_config(tmp_path: Path, speech_16k: np.ndarray, ca
     windows = speech_windows(speech_16k, [2 * SR, 2 * SR])
     assert_detector_matches(manifest, no_crop, windows)
     assert np.abs(no_crop(np.stack(windows)) - ref(np.stack(windows))).max() > 0  # the override did something
+    assert main(["models", "verify", "c", "--models-dir", str(tmp_path / "m")]) == 0  # replays --config

@@ -120,6 +120,7 @@ def test_multiclass_pipeline_sums_fake_classes(tmp_path: Path, speech_16k: np.nd
     assert m["labels"] == ["human", "replay", "tts", "vc"] and m["fake_index"] == [2, 3] and m["activation"] == "softmax"
     windows = speech_windows(speech_16k, [48000, 48000, 64000])
     assert_detector_matches(manifest, card_p_fake(backbone, scaler, clf, ["tts", "vc"]), windows)
+    assert main(["models", "verify", "mc", "--models-dir", str(tmp_path / "m")]) == 0  # replays --fake-classes
 
 
 def test_integer_classes_need_fake_classes(tmp_path: Path, speech_16k: np.ndarray, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from feed_helpers import (
     assert_codec_explains,
@@ -126,3 +127,42 @@ async def test_daemon_stop_ends_open_calls(tiny_model_dir: Path, tmp_path: Path)
     (end,) = of(events.events, "stream.ended")
     assert end["summary"]["reason"] == "shutdown" and end["summary"]["duration_s"] == pytest.approx(6.0)
     assert status["up"] is False and status["connections"] == 0
+
+
+async def test_garbage_from_many_peers_leaves_no_stream_open(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Seeded random bytes after a valid start, on 24 connections at once: every stream that
+    started ends, no connection is left, and the daemon still takes a clean call afterwards."""
+    rng = np.random.default_rng(7)
+    pcm = narrowband(speech(1.0, offset=25))
+
+    async def peer(i: int) -> None:
+        reader, writer = await dial(daemon)
+        frames = audiosocket_call(uuid.uuid4(), pcm)[: int(rng.integers(2, 30))]
+        junk = rng.integers(0, 256, int(rng.integers(0, 3000)), dtype=np.uint8).tobytes()
+        await tcp_send(writer, frames)
+        await asyncio.sleep(0.05)  # its own read: the framer drops whole frames read with a bad one
+        await tcp_send(writer, [junk])
+        await asyncio.sleep(float(rng.uniform(0, 0.2)))
+        if i % 3 == 0:
+            writer.transport.abort()
+        else:
+            writer.close()
+        await closed_by_peer(reader, timeout=5)
+
+    feed = {"port": 0, "max_message_bytes": 1024, "idle_timeout_s": 2.0}
+    async with feed_daemon(tiny_model_dir, tmp_path, audiosocket=feed) as (daemon, events):
+        await asyncio.gather(*(peer(i) for i in range(24)))
+        feed_source = source(daemon, "audiosocket")
+        for _ in range(300):
+            if not feed_source.connections and not daemon.hub.streams:  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.02)
+        assert not feed_source.connections and not daemon.hub.streams  # type: ignore[union-attr]
+        started = len(of(events.events, "stream.started"))
+        await events.wait_for(ended(started, "audiosocket"), 30)
+        _, writer = await dial(daemon)
+        await tcp_send(writer, [*audiosocket_call(uuid.uuid4(), pcm), build_frame(Kind.HANGUP)])
+        await events.wait_for(ended(started + 1, "audiosocket"), 30)
+        writer.close()
+    assert started == 24 and feed_source.counters.accepted == 25
+    assert of(events.events, "stream.ended")[-1]["summary"]["reason"] == "hangup"

@@ -184,3 +184,19 @@ async def test_daemon_stop_ends_open_calls_and_closes_the_socket(tiny_model_dir:
     (end,) = of(events.events, "stream.ended")
     assert end["summary"]["reason"] == "shutdown" and end["summary"]["duration_s"] == pytest.approx(6.0, abs=0.02)
     assert status["up"] is False and status["abrupt"] == 0 and status["connections"] == 0
+
+
+async def test_a_leg_over_max_streams_closes_the_connection_with_1013(tiny_model_dir: Path, tmp_path: Path) -> None:
+    tw = TwilioMessages()
+    async with feed_daemon(tiny_model_dir, tmp_path, twilio={}) as (daemon, events):
+        daemon.config.sources.max_streams = 1  # the upgrade passes, the second leg does not
+        async with ws_connect(daemon.server.url.replace("http", "ws") + PATH) as ws:  # type: ignore[union-attr]
+            await ws.send(tw.start(["inbound", "outbound"]))
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+            assert ws.close_code == 1013
+        await events.wait_for(ended(1, "twilio"), 30)
+        status = source(daemon, "twilio").status()
+    (end,) = of(events.events, "stream.ended")
+    assert end["stream"]["leg"] == "caller" and end["summary"]["reason"] == "refused"
+    assert status["streams_refused"] == 1 and status["streams"] == 1 and status["abrupt"] == 0

@@ -103,6 +103,7 @@ def test_other_prefixes_wrappers_and_old_weight_norm(tmp_path: Path, speech_16k:
     ref = card_p_fake(model)
     windows = speech_windows(speech_16k, [64000, 64000])
     assert_detector_matches(manifest, lambda b: 1.0 - ref(b), windows)
+    assert main(["models", "verify", "mp2", "--models-dir", str(tmp_path / "models")]) == 0  # replays --labels
 
 
 def test_config_json_overrides_the_guess(tmp_path: Path) -> None:

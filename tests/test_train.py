@@ -21,6 +21,7 @@ from streamd.errors import UsageError  # noqa: E402
 from streamd.training import trainer  # noqa: E402
 from streamd.training.data import WindowRules, class_weights, conditions, split_by_group  # noqa: E402
 from streamd.training.features import AasistAdapter, FeatureRecipe, build_table  # noqa: E402
+from streamd.training.report import format_logo  # noqa: E402
 from streamd.training.trainer import TrainOptions, predict  # noqa: E402
 
 torch.set_num_threads(2)
@@ -53,11 +54,12 @@ def setup(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
         rows = {r["path"]: r for r in csv.DictReader(f)}
     subset = root / "subset.csv"
     with open(subset, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["path", "label", "system", "speaker"])
+        w = csv.DictWriter(f, fieldnames=["path", "label", "system", "speaker", "source"])
         w.writeheader()
         for p in SUBSET:
             r = rows[p]
-            w.writerow({"path": str(shared_dir / "data" / p), "label": r["label"], "system": r["system"], "speaker": r["speaker"]})
+            w.writerow({"path": str(shared_dir / "data" / p), "label": r["label"], "system": r["system"],
+                        "speaker": r["speaker"], "source": p.split("/")[0]})
     clips = load_labeled([str(subset)])
     recipe = FeatureRecipe(WindowRules(), tuple(conditions(1)), max_windows=1, seed=0)
     cache = root / "cache"
@@ -105,13 +107,17 @@ def test_features_cover_every_clip_and_condition(setup: dict[str, Any]) -> None:
     np.testing.assert_allclose(cached.numpy(), full.numpy(), atol=1e-4)
 
 
-def test_training_lowers_the_loss(setup: dict[str, Any]) -> None:
-    adapter = fresh(setup)
-    before = weighted_loss(adapter, setup)
-    trainer.train(adapter, setup["table"], setup["train"], setup["val"],
-                  TrainOptions(setting="graph", epochs=4, lr=1e-3, patience=10, batch_size=8), show_progress=False)
-    after = weighted_loss(adapter, setup)
-    assert after < before, (before, after)
+@pytest.mark.parametrize("setting", ["head", "graph"])
+def test_training_lowers_the_loss(setup: dict[str, Any], setting: str, tmp_path: Path) -> None:
+    adapter = fresh(setup, setting)
+    table = build_table(setup["clips"], adapter, setup["recipe"], setup["cache"], show_progress=False)
+    s = {**setup, "table": table}
+    before = weighted_loss(adapter, s)
+    trainer.train(adapter, table, setup["train"], setup["val"], TrainOptions(setting=setting, epochs=6, lr=1e-3 if setting == "graph" else 1e-2,
+                  patience=10, batch_size=4), checkpoint=tmp_path / "ck.pt", show_progress=False)
+    adapter.head.load_state_dict(torch.load(tmp_path / "ck.pt", weights_only=False)["state"])  # the last epoch's weights
+    after = weighted_loss(adapter, s)
+    assert after < 0.9 * before, (before, after)
 
 
 def test_same_seed_same_weights_and_resume(setup: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -158,10 +164,15 @@ def test_logo_holds_out_each_system(setup: dict[str, Any]) -> None:
                                   show_progress=False, say=lines.append)
     systems = {c.system for c in setup["clips"] if c.label == "fake"}
     assert set(out["systems"]) == systems and len(lines) == len(systems)
+    n_val_real = sum(setup["clips"][i].label == "real" for i in setup["split"].val)
     for name, v in out["systems"].items():
         n = sum(c.system == name for c in setup["clips"])
-        assert v["n_fake_clips"] == n and v["adapted"]["clean"]["n_fake"] == n
-        assert v["adapted"]["clean"]["n_real"] == sum(setup["clips"][i].label == "real" for i in setup["split"].val)
+        assert v["n_fake_clips"] == n and v["base"]["clean"]["n_fake"] == n and v["base"]["clean"]["n_real"] == n_val_real
+        if name.startswith("Google"):  # the only fake system in the training groups: nothing left to train on
+            assert v["skipped"] == "no other fake system in the training groups"
+        else:
+            assert v["adapted"]["clean"]["n_fake"] == n and v["adapted"]["g711"]["n_real"] == n_val_real
+    assert "MelGAN" in format_logo({"logo": out}) and "skipped" not in format_logo({"logo": out}).split("MelGAN")[1].split("\n")[0]
 
 
 def streamd(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -206,3 +217,49 @@ def test_bad_base_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "m.csv").write_text("path,label\nx.wav,real\n")
     r = streamd("train", "--base", "nope", "--data", str(tmp_path / "m.csv"), "--out", "x", "--models-dir", str(tmp_path))
     assert r.returncode == 2 and "nope" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_wav2vec2_head_trains_and_exports(setup: dict[str, Any], tmp_path: Path) -> None:
+    """The same trainer on a Wav2Vec2ForSequenceClassification folder (a tiny random one)."""
+    pytest.importorskip("transformers")
+    from streamd.detectors.export import export_plan
+    from streamd.runtime.manifest import load_manifest
+    from streamd.training.features import make_adapter
+
+    from tinymodels import save_tiny_wav2vec2
+
+    folder = save_tiny_wav2vec2(tmp_path / "w2v")
+    with pytest.raises(UsageError, match="only --train head"):
+        make_adapter("wav2vec2-seqcls", folder, "graph", "cpu")
+    adapter = make_adapter("wav2vec2-seqcls", folder, "head", "cpu")
+    assert adapter.fake_index == 1 and adapter.trained_layers == "projector, classifier"
+    table = build_table(setup["clips"], adapter, setup["recipe"], tmp_path / "cache", show_progress=False)
+    # the cached pooled state through the head equals the whole model on the window
+    from streamd.audio import load_audio
+    from streamd.training.data import training_windows
+
+    (window,) = training_windows(load_audio(setup["clips"][0].path), WindowRules(), 1)
+    plan0 = adapter.export_plan(tmp_path / "work0", "probe")
+    with torch.inference_mode():
+        full = plan0.module(torch.from_numpy(adapter._fit(window))[None])
+        cached = adapter.head(**table.batch(np.flatnonzero((table.clip == 0) & (table.cond == 0)), "cpu"))
+    np.testing.assert_allclose(cached.numpy(), full.numpy(), atol=1e-4)
+    res = trainer.train(adapter, table, setup["train"], setup["val"], TrainOptions(setting="head", epochs=2), show_progress=False)
+    assert res.epochs_run == 2
+    plan = adapter.export_plan(tmp_path / "work", "w2v-adapted")
+    out = export_plan(plan, tmp_path / "models", "w2v-adapted", say=lambda _: None)
+    m = load_manifest(out.manifest_path)
+    assert m.family == "wav2vec2-seqcls" and m.fake_index == 1
+
+
+def test_all_setting_trains_the_encoder_too(setup: dict[str, Any]) -> None:
+    """--train all (meant for a GPU) runs from the waveform and updates the encoder as well."""
+    adapter = fresh(setup, "all")
+    assert not adapter.disk_cache and "encoder" in adapter.trained_layers
+    clips = setup["clips"][:2] + setup["clips"][6:8]  # two real, two fake: a few seconds of CPU
+    table = build_table(clips, adapter, setup["recipe"], None, show_progress=False)
+    assert table.feats["wave"].shape[1] == 64600
+    before = adapter.model.encoder[0][0].conv1.weight.detach().clone()
+    rows = np.arange(len(table))
+    trainer.train(adapter, table, rows, rows, TrainOptions(setting="all", epochs=1, batch_size=4), show_progress=False)
+    assert not torch.equal(before, adapter.model.encoder[0][0].conv1.weight)

@@ -9,7 +9,7 @@ import importlib
 from typing import Any
 
 # target -> module with register(subparsers)
-TARGETS = ["streamd.bench_scorer", "streamd.bench_events", "streamd.bench_families", "streamd.bench_feeds"]
+TARGETS = ["streamd.bench_scorer", "streamd.bench_events", "streamd.bench_families", "streamd.bench_feeds", "streamd.bench_sip"]
 
 
 def register(sub: Any) -> None:

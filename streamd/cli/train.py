@@ -30,8 +30,9 @@ What --train trains (AASIST / AASIST-L):
          never run the encoder. The default: feasible on a 2-core CPU.
   all    every parameter from the waveform up (the sinc filterbank is fixed by design). Nothing is
          cached on disk; meant for --device cuda.
-wav2vec2-seqcls bases: head = projector + classifier; graph = also the top 2 transformer layers
-(the rest of the transformer and the CNN feature encoder frozen and cached); all = everything.
+wav2vec2-seqcls bases (Hugging Face folder): head = projector + classifier, on the cached mean of
+the last hidden state (exact: the model mean-pools and the projector is linear). Unfreezing top
+transformer layers is not implemented yet; graph and all refuse with a message.
 
 The manifest's threshold is chosen for --far false alarms on the held-out real clips (the strictest
 of clean and G.711); metrics.train holds base-vs-adapted figures on the held-out groups, and
@@ -66,6 +67,8 @@ def register(sub: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint of an interrupted run with the same options")
     p.add_argument("--logo", action="store_true", help="also run leave-one-generator-out (one retraining per fake system)")
     p.add_argument("--logo-epochs", type=int, help="most epochs per leave-one-out fold (default: --epochs)")
+    p.add_argument("--logo-train", choices=["head", "graph", "all"],
+                   help="layers the leave-one-out folds train (default: as --train; head is far cheaper on a CPU)")
     p.add_argument("--limit", type=int, help="use at most N clips per class (evenly spread), for quick runs")
     p.add_argument("--device", choices=["cpu", "cuda"], help="where to train (default: cuda when available)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
@@ -109,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
                            patience=args.patience, seed=args.seed, far=args.far, device=device),
         rules=WindowRules.from_config(cfg), val_by=args.val_by, val_fraction=args.val_fraction,
         augmented_draws=args.draws if args.augment else 0, max_windows=args.max_windows,
-        short_clips=args.short_clips, logo=args.logo, logo_epochs=args.logo_epochs,
+        short_clips=args.short_clips, logo=args.logo, logo_epochs=args.logo_epochs, logo_train=args.logo_train,
         threads=args.threads or os.cpu_count() or 1, resume=args.resume, show_progress=sys.stderr.isatty(),
     )
     run_job(clips, opts)

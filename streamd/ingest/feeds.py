@@ -178,7 +178,7 @@ class FeedConnection:
         self.streams: dict[str, StreamPipeline] = {}
         self.call_id = ""
         self.disconnect: Disconnect | None = None
-        self.shutdown_reason: str | None = None
+        self.end_reason: str | None = None  # ours, when we end the legs (stopping, refused)
         self.done = asyncio.Event()
         self._closing: asyncio.Future[Any] | None = None
 
@@ -202,7 +202,7 @@ class FeedConnection:
                 case Gap():
                     await self._gap(ev)
                 case StreamClosed():
-                    await self._close(ev.key, self.shutdown_reason or ev.reason)
+                    await self._close(ev.key, self.end_reason or ev.reason)
                 case Reply():
                     await self._reply(ev.message)
                 case Notice():
@@ -230,6 +230,7 @@ class FeedConnection:
         except HubRefused as exc:
             self.source.counters.streams_refused += 1
             self.source.warn("%r: leg %s refused, closing the connection: %s", self, ev.leg, exc)
+            self.end_reason = self.end_reason or "refused"
             self._disconnect(Disconnect(CLOSE_TRY_AGAIN, f"over capacity: {exc}"))
             return
         self.source.counters.streams += 1
@@ -290,7 +291,7 @@ class FeedConnection:
 
     def shutdown(self, reason: str = "shutdown") -> None:
         """Ask the transport to close (daemon stopping); ``finish`` then ends the legs."""
-        self.shutdown_reason = reason
+        self.end_reason = reason
         if self.close_transport is not None and self._closing is None:
             self._closing = asyncio.ensure_future(self.close_transport())
 
@@ -301,11 +302,11 @@ class FeedConnection:
         otherwise, with no goodbye from the protocol either, the drop counts as ``abrupt``.
         """
         try:
-            if not clean and self.disconnect is None and self.shutdown_reason is None:
+            if not clean and self.disconnect is None and self.end_reason is None:
                 self.source.counters.abrupt += 1
                 log.info("%r: connection dropped without a goodbye", self)
             await self.feed(session.connection_lost())
-            await self.close_legs(self.shutdown_reason or "disconnect")
+            await self.close_legs(self.end_reason or "disconnect")
         finally:
             self.source.connections.discard(self)
             self.done.set()

@@ -14,6 +14,11 @@ packets from elsewhere are counted ``foreign`` and dropped, unless the latched s
 silent for ``RELATCH_S`` (sender failover). A re-INVITE that moves the remote address resets the
 latch. telephone-event and comfort noise are only taken from the audio's SSRC (sipp and some
 PBXs send DTMF with an SSRC of its own, which would otherwise look like a source change).
+
+Hold. While the answer says ``inactive`` (the peer will not send) the inactivity timeout is off,
+and media that resumes starts a fresh jitter buffer: time on hold is not stream time, whether
+the sender's timestamps jumped over it or not. A codec change does the same, and switches the
+stream's resampler (``set_sample_rate``) first.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import socket
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -44,6 +49,7 @@ log = logging.getLogger("streamd.ingest.rtp")
 CN_PAYLOAD_TYPE = 13  # RFC 3389 comfort noise: fills holes, never decoded
 RELATCH_S = 2.0
 RECV_BUFFER_BYTES = 256 * 1024
+WRITE_BLOCK_MS = 60
 Warn = Callable[..., None]
 
 
@@ -152,6 +158,9 @@ class RtpReceiver(asyncio.DatagramProtocol):
         self._last_ssrc: int | None = None
         self._lost_noted = 0
         self._ptime_ticks = 160
+        self._pending: list[np.ndarray] = []
+        self._pending_samples = 0
+        self._block = 480
         self._timer: asyncio.TimerHandle | None = None
 
     @classmethod
@@ -171,8 +180,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
         return receiver
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def error_received(self, exc: Exception) -> None:  # ICMP errors: nothing to do, we never send
         log.debug("%s: %s", self.name, exc)
@@ -188,12 +196,13 @@ class RtpReceiver(asyncio.DatagramProtocol):
         if self.media is None or (self.media.remote_address, self.media.remote_port) != remote:
             self.latched = None
         expecting = media.direction == "recvonly" and _is_ip(media.remote_address)
+        resumed = expecting and not self.expecting and self.media is not None
         if expecting and not self.expecting:
             self.last_valid = self.loop.time()  # a resumed hold starts the inactivity clock afresh
         self.expecting = expecting
         self.media = media
         key = (codec.encoding.upper(), codec.clock_rate, codec.channels, event.payload_type if event else None)
-        if key != self._codec_key:
+        if key != self._codec_key or resumed:  # time on hold is not stream time: a fresh buffer
             self._switch_codec(media)
             self._codec_key = key
         self.audio_pt = codec.payload_type
@@ -206,7 +215,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
         assert codec is not None
         decoder = make_decoder(codec.encoding, codec.clock_rate, codec.channels)
         if self.buffer is not None:
-            self._emit(self.buffer.flush())
+            self._emit(self.buffer.flush(), final=True)
             self.jitter_totals.update(self.buffer.stats.as_dict())
         ignore = {CN_PAYLOAD_TYPE} | ({event.payload_type} if event is not None else set())
         self.decoder = decoder
@@ -215,6 +224,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
             duration_of=self._duration_of, ignore_payload_types=ignore,
         )
         self._lost_noted = 0
+        self._block = round(decoder.sample_rate * WRITE_BLOCK_MS / 1000)
         self._audio_ssrc = self._last_ssrc = None
         self._ptime_ticks = max(1, round(codec.clock_rate * self.limits.ptime_ms / 1000))
         if self.stream is not None:
@@ -248,14 +258,14 @@ class RtpReceiver(asyncio.DatagramProtocol):
         if len(data) > self.limits.max_packet_bytes:
             c.oversize += 1
             return
-        if is_rtcp(data):
-            c.rtcp += 1
-            return
         source = (str(addr[0]), int(addr[1]))
         now = self.loop.time()
         relatch = self.latched is not None and source != self.latched
         if relatch and (now - self.last_valid < RELATCH_S or not self._candidate(source[0])):
             c.foreign += 1
+            return
+        if is_rtcp(data):
+            c.rtcp += 1
             return
         try:
             packet = parse_rtp(data)
@@ -309,7 +319,14 @@ class RtpReceiver(asyncio.DatagramProtocol):
         if not self.closed:
             self._drain(max(self.loop.time(), deadline))
 
-    def _emit(self, items: list[Payload | Gap]) -> None:
+    def _write_pending(self) -> None:
+        """One write per block: the pipeline's cost (resampler, VAD) is mostly per call, not
+        per sample, so 20 ms packets are handed over three at a time (``WRITE_BLOCK_MS``)."""
+        pending, self._pending, self._pending_samples = self._pending, [], 0
+        if self.stream is not None and pending:
+            self.stream.write(pending[0] if len(pending) == 1 else np.concatenate(pending))
+
+    def _emit(self, items: list[Payload | Gap], final: bool = False) -> None:
         decoder, stream, buffer = self.decoder, self.stream, self.buffer
         assert decoder is not None and buffer is not None
         max_gap = int(self.limits.max_gap_s * decoder.clock_rate)
@@ -334,8 +351,11 @@ class RtpReceiver(asyncio.DatagramProtocol):
                     self.counters.decode_errors += 1
                     self.warn("%s: %s", self.name, exc)
                     pcm = decoder.silence(decoder.duration(item.payload) or self._ptime_ticks)
-            if stream is not None and len(pcm):
-                stream.write(pcm)
+            if len(pcm):
+                self._pending.append(pcm)
+                self._pending_samples += len(pcm)
+        if self._pending_samples >= self._block or (final and self._pending):
+            self._write_pending()
         lost = buffer.stats.lost_packets
         if stream is not None and lost > self._lost_noted:
             stream.note_lost(lost - self._lost_noted)
@@ -361,7 +381,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
             self._timer.cancel()
             self._timer = None
         if self.buffer is not None and self.stream is not None:
-            self._emit(self.buffer.flush())
+            self._emit(self.buffer.flush(), final=True)
         self.closed = True
         self.counters.jitter_closed.update(self.stats())
         self.discard()

@@ -9,6 +9,7 @@ authentication here beyond ``allow_from``, so exposing it is an explicit decisio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import ipaddress
 import logging
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from streamd.errors import StreamdError
 from streamd.ingest.base import Source
 from streamd.ingest.feeds import RateLimitedLog
-from streamd.ingest.rtp import PortPool, RtpCounters, RtpLimits
+from streamd.ingest.rtp import RECV_BUFFER_BYTES, PortPool, RtpCounters, RtpLimits
 from streamd.ingest.sipcall import MediaContext
 from streamd.ingest.siptransport import SipTcp, SipUdp
 from streamd.ingest.sipuas import SipUas
@@ -100,6 +101,8 @@ class SipSource(Source):
             except OSError as exc:
                 raise StreamdError(f"{where}:{cfg.port}/udp ({exc.strerror or exc})") from None
             uas.port = int(transport.get_extra_info("sockname")[1])
+            with contextlib.suppress(OSError):  # room for bursts; the kernel caps it at rmem_max
+                transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER_BYTES)
             if not cfg.tcp:
                 return
             self._tcp = SipTcp(uas.handle, cfg.max_message_bytes, cfg.tcp_max_connections, self._tcp_error)
@@ -135,7 +138,9 @@ class SipSource(Source):
                     jitter.update(r.stats())
             sip = asdict(uas.counters)
             sip["requests"], sip["responses"] = dict(uas.counters.requests), dict(uas.counters.responses)
+            sip["resent"] = uas.transactions.resent
             sip["tcp_refused"] = self._tcp.refused if self._tcp else 0
+            sip["keepalives"] += self._tcp.keepalives if self._tcp else 0
         rtp = {k: v for k, v in asdict(self.rtp).items() if k != "jitter_closed"}
         return {
             "name": self.name, "up": uas is not None and uas.accepting, "host": self.cfg.host,

@@ -26,11 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from streamd.audio import StreamInfo
 from streamd.ingest.rtp import PortPool, RtpCounters, RtpLimits, RtpReceiver, Warn
-from streamd.pipeline.hub import HubRefused
 from streamd.ingest.siptransport import phrase
+from streamd.pipeline.hub import HubRefused
 from streamd.protocols.errors import ProtocolError
 from streamd.protocols.sdp import Answer, AnsweredMedia, SessionDescription, build_answer, parse_sdp
 from streamd.protocols.sip import Headers, SipError, SipRequest
+from streamd.protocols.sipheaders import parse_name_addr
 from streamd.protocols.siprec import CONTENT_TYPE as METADATA_TYPE
 from streamd.protocols.siprec import RecordingMetadata, StreamOwner, parse_metadata
 
@@ -93,11 +94,7 @@ class Dialog:
     @classmethod
     def of(cls, invite: SipRequest) -> Dialog:
         contact = invite.headers.get("Contact")
-        target = invite.from_.uri
-        if contact:
-            from streamd.protocols.sipheaders import parse_name_addr
-
-            target = parse_name_addr(contact).uri
+        target = parse_name_addr(contact).uri if contact else invite.from_.uri
         return cls(
             call_id=invite.call_id,
             local_tag=secrets.token_hex(8),
@@ -276,15 +273,6 @@ class SipCall:
         idle = [i for i, r in self.receivers.items() if r.idle_s(now) > timeout_s]
         return [self.receivers.pop(i) for i in idle]
 
-    def describe(self) -> dict[str, object]:
-        return {
-            "call_id": self.call_id, "state": self.state, "peer": f"{self.peer.ip}:{self.peer.port}/{self.peer.transport}",
-            "streams": [
-                {"port": r.port, "codec": r.codec_name,
-                 "stream_id": r.stream.info.stream_id if r.stream else None, "latched": r.latched}
-                for r in self.receivers.values()
-            ],
-        }
 
 
 def check_require(req: SipRequest) -> None:
@@ -306,9 +294,11 @@ def read_offer(req: SipRequest, initial: bool) -> tuple[SessionDescription | Non
         raise Rejected(415, "Unsupported Media Type", [("Accept", ACCEPT)])
     if initial and not sdp:
         raise Rejected(488, "Not Acceptable Here (an INVITE without an SDP offer is not supported)")
+    what = "SDP"
     try:
         offer = parse_sdp(sdp[0].body) if sdp else None
+        what = "recording metadata"
         metadata = parse_metadata(meta[0].body) if meta else None
     except ProtocolError as exc:
-        raise Rejected(400, f"Bad Request ({phrase(str(exc))})") from None
+        raise Rejected(400, f"Bad Request ({what}: {phrase(str(exc))})") from None
     return offer, metadata

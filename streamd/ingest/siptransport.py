@@ -16,9 +16,10 @@ import contextlib
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from streamd.protocols.sip import (
     SipError,
@@ -35,6 +36,31 @@ T2 = 4.0
 TRANSACTION_S = 64 * T1
 TCP_IDLE_S = 900.0  # SBCs keep TCP connections open between calls; CRLF pings reset this
 READ_BYTES = 64 * 1024
+REQUEST_SENDS = 4
+
+
+@dataclass
+class SipCounters:
+    requests: Counter[str] = field(default_factory=Counter)  # by method
+    responses: Counter[int] = field(default_factory=Counter)  # sent, by status
+    junk: int = 0  # datagrams (or TCP frames) that are not SIP
+    oversize: int = 0  # over max_message_bytes
+    keepalives: int = 0
+    retransmissions: int = 0
+    stray: int = 0  # responses and ACKs that match nothing
+    calls: int = 0  # answered with 200
+    byes_sent: int = 0
+    tcp_errors: int = 0
+
+
+def transaction_id(req: SipRequest) -> str:
+    """The top Via branch (RFC 3261); for RFC 2543 peers without the magic cookie, the
+    request's identity instead (§17.2.3)."""
+    branch = req.branch
+    if branch and branch.startswith("z9hG4bK"):
+        return branch
+    n, _ = req.cseq
+    return f"{req.call_id}|{n}|{req.from_tag}|{req.headers.get('Via')}"
 
 
 @dataclass
@@ -82,8 +108,31 @@ class Transactions:
         self.limit = limit
         self.on_unacked = on_unacked
         self.items: dict[tuple[str, str], Transaction] = {}
-        self.retransmissions = 0
-        self.resent = 0
+        self.resent = 0  # our responses sent again by timer (no ACK yet)
+        self._requests: dict[str, asyncio.TimerHandle] = {}  # our BYEs, by branch
+
+    def send_request(self, peer: Peer, branch: str, data: bytes) -> None:
+        """A request of ours (BYE): over UDP resent on T1 doubling until any response."""
+        peer.send(data)
+        if peer.reliable:
+            return
+        loop = asyncio.get_running_loop()
+
+        def again(n: int) -> None:
+            if branch in self._requests and n < REQUEST_SENDS:
+                peer.send(data)
+                self._requests[branch] = loop.call_later(T1 * 2**n, again, n + 1)
+            else:
+                self._requests.pop(branch, None)
+
+        self._requests[branch] = loop.call_later(T1, again, 1)
+
+    def answered(self, branch: str) -> bool:
+        """A response to one of our requests: stop resending it. False if it is not ours."""
+        handle = self._requests.pop(branch, None)
+        if handle is not None:
+            handle.cancel()
+        return handle is not None
 
     def get(self, key: tuple[str, str]) -> Transaction | None:
         return self.items.get(key)
@@ -109,7 +158,6 @@ class Transactions:
 
     def repeat(self, tx: Transaction) -> None:
         """A retransmitted request: the same response again (nothing, while none is sent)."""
-        self.retransmissions += 1
         if tx.response is not None:
             tx.peer.send(tx.response, tx.target)
 
@@ -145,6 +193,9 @@ class Transactions:
     def close(self) -> None:
         for key in list(self.items):
             self._drop(key)
+        for handle in self._requests.values():
+            handle.cancel()
+        self._requests.clear()
 
 
 Handler = Callable[[bytes, Peer], None]
@@ -158,8 +209,7 @@ class SipUdp(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         self.handler(data, Peer(str(addr[0]), int(addr[1]), "UDP", self._sendto))
@@ -182,6 +232,7 @@ class SipTcp:
         self.on_error = on_error
         self.writers: set[asyncio.StreamWriter] = set()
         self.refused = 0
+        self.keepalives = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         addr = writer.get_extra_info("peername")
@@ -204,8 +255,10 @@ class SipTcp:
                 data = await asyncio.wait_for(reader.read(READ_BYTES), TCP_IDLE_S)
                 if not data:
                     return
+                seen = framer.keepalives
                 for message in framer.feed(data):
                     self.handler(message, peer)
+                self.keepalives += framer.keepalives - seen
         except SipError as exc:
             self.on_error(name, f"framing error, closing the connection: {exc}")
         except (asyncio.TimeoutError, OSError):
@@ -222,6 +275,12 @@ class SipTcp:
 
 
 _HEADER = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+[ \t]*:.*")
+_START = re.compile(rb"[\r\n]*(?:SIP/2\.0 [1-6][0-9][0-9]|[A-Za-z][A-Za-z0-9.!%*_+`'~-]{0,31} [^ \r\n]+ SIP/2\.0\r?\n)", re.I)
+
+
+def looks_like_sip(data: bytes) -> bool:
+    """A start line (RFC 3261 §7.1/§7.2) at the start: the one check worth making on junk."""
+    return _START.match(data, 0, 512) is not None
 
 
 def phrase(text: str, limit: int = 120) -> str:
@@ -232,6 +291,8 @@ def phrase(text: str, limit: int = 120) -> str:
 def salvage(data: bytes) -> SipRequest | None:
     """A request that failed to parse, rebuilt from its well-formed header lines (body dropped),
     so it can be answered with 400 and the reason; None when not even that works."""
+    if not looks_like_sip(data) or data.lstrip(b"\r\n").startswith(b"SIP/"):
+        return None
     head = re.split(rb"\r?\n\r?\n", data.lstrip(b"\r\n"), maxsplit=1)[0]
     lines = head.decode("utf-8", "replace").splitlines()
     if not lines:

@@ -30,8 +30,6 @@ import contextlib
 import logging
 import secrets
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from streamd import __version__
@@ -46,7 +44,16 @@ from streamd.ingest.sipcall import (
     check_require,
     read_offer,
 )
-from streamd.ingest.siptransport import T1, Peer, Transaction, Transactions, phrase, salvage
+from streamd.ingest.siptransport import (
+    Peer,
+    SipCounters,
+    Transaction,
+    Transactions,
+    looks_like_sip,
+    phrase,
+    salvage,
+    transaction_id,
+)
 from streamd.protocols.errors import ProtocolError
 from streamd.protocols.sip import (
     SipError,
@@ -66,22 +73,7 @@ log = logging.getLogger("streamd.ingest.sip")
 
 REFUSED_METHODS = frozenset({"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH"})
 SERVER = f"streamd/{__version__}"
-BYE_SENDS = 4
 ANSWERING = "sip-answer"
-
-
-@dataclass
-class SipCounters:
-    requests: Counter[str] = field(default_factory=Counter)  # by method
-    responses: Counter[int] = field(default_factory=Counter)  # sent, by status
-    junk: int = 0  # datagrams (or TCP frames) that are not SIP
-    oversize: int = 0  # over max_message_bytes
-    keepalives: int = 0
-    retransmissions: int = 0
-    stray: int = 0  # responses and ACKs that match nothing
-    calls: int = 0  # answered with 200
-    byes_sent: int = 0
-    tcp_errors: int = 0
 
 
 class SipUas:
@@ -95,7 +87,6 @@ class SipUas:
         self.calls: dict[str, SipCall] = {}
         self.transactions = Transactions(max(1024, 8 * cfg.max_calls), self._unacked)
         self.tasks: set[asyncio.Task[Any]] = set()
-        self._byes: dict[str, asyncio.TimerHandle] = {}
 
     def allowed(self, ip: str) -> bool:
         return self.ctx.allowed(ip)
@@ -126,14 +117,18 @@ class SipUas:
         if is_keepalive(data):
             c.keepalives += 1
             return
+        if not looks_like_sip(data):  # a flood of random datagrams must stay cheap
+            c.junk += 1
+            self.warn("SIP %s:%d: %d-byte datagram that is not SIP: dropped", peer.ip, peer.port, len(data))
+            return
         try:
             message = parse_message(data, max_size=self.cfg.max_message_bytes)
             if isinstance(message, SipResponse):
                 self._response(message)
                 return
             method = message.method.upper()
-            key = (self._branch(message), "INVITE" if method == "ACK" else method)
-            message.to  # noqa: B018 - checks To, as _branch checked Via, Call-ID, CSeq and From
+            key = (transaction_id(message), "INVITE" if method == "ACK" else method)
+            message.to  # noqa: B018 - checks To, as transaction_id checked Via, Call-ID, CSeq and From
             target = message.vias[0].response_target(peer.ip, peer.port)
             if message.cseq[1].upper() != method:
                 raise SipError(f"CSeq method {message.cseq[1]} is not {method}")
@@ -164,14 +159,6 @@ class SipUas:
         else:
             self._reply(tx, 501, headers=[("Allow", ALLOW)])
 
-    @staticmethod
-    def _branch(req: SipRequest) -> str:
-        branch = req.branch
-        if branch and branch.startswith("z9hG4bK"):
-            return branch
-        n, _ = req.cseq  # RFC 2543 peers: match on the request's identity instead (§17.2.3)
-        return f"{req.call_id}|{n}|{req.from_tag}|{req.headers.get('Via')}"
-
     def _malformed(self, data: bytes, peer: Peer, exc: ProtocolError) -> None:
         self.counters.junk += 1
         self.warn("SIP %s:%d: malformed message (%s)", peer.ip, peer.port, exc)
@@ -180,24 +167,19 @@ class SipUas:
             with contextlib.suppress(SipError, IndexError):
                 target = request.vias[0].response_target(peer.ip, peer.port)
                 tx = Transaction(("", ""), peer, target, time.monotonic(), request=request)
-                self._send(tx, 400, f"Bad Request ({phrase(str(exc))})")
+                self._reply(tx, 400, f"Bad Request ({phrase(str(exc))})")
 
     def _response(self, response: SipResponse) -> None:
         with contextlib.suppress(SipError):
-            handle = self._byes.pop(response.branch or "", None)
-            if handle is not None:
-                handle.cancel()
+            if self.transactions.answered(response.branch or ""):
                 return
         self.counters.stray += 1
 
-    def _reply(self, tx: Transaction, status: int, reason: str | None = None, **kw: Any) -> None:
-        if tx.final:
+    def _reply(self, tx: Transaction, status: int, reason: str | None = None, *, to_tag: str | None = None,
+               headers: list[tuple[str, str]] | None = None, body: bytes = b"", content_type: str | None = None) -> None:
+        """Answer ``tx`` (once: a transaction's final response is never replaced)."""
+        if tx.final or tx.request is None:
             return
-        self._send(tx, status, reason, **kw)
-
-    def _send(self, tx: Transaction, status: int, reason: str | None = None, *, to_tag: str | None = None,
-              headers: list[tuple[str, str]] | None = None, body: bytes = b"", content_type: str | None = None) -> None:
-        assert tx.request is not None
         if to_tag is None and status > 100:
             owner = tx.owner
             to_tag = owner.dialog.local_tag if isinstance(owner, SipCall) else secrets.token_hex(6)
@@ -236,7 +218,7 @@ class SipUas:
         tx.owner = call
         return call
 
-    # -- methods (see also sipmethods below) ---------------------------------------------------
+    # -- methods -------------------------------------------------------------------------------
 
     def _on_options(self, tx: Transaction, req: SipRequest) -> None:
         status = 200 if self.accepting else 503
@@ -290,7 +272,7 @@ class SipUas:
         except Rejected as exc:
             self._reply_rejected(tx, exc)
             return
-        assert self.ctx is not None and offer is not None
+        assert offer is not None
         try:
             dialog = Dialog.of(req)
         except SipError as exc:
@@ -337,6 +319,8 @@ class SipUas:
             if initial and self.cfg.answer_delay_ms:
                 self._reply(tx, 180)
                 await asyncio.sleep(self.cfg.answer_delay_ms / 1000)
+                if call.cancelled:
+                    return
             answer = await call.negotiate(offer, metadata)
         except (Cancelled, asyncio.CancelledError):
             if not call.cancelled:
@@ -399,21 +383,9 @@ class SipUas:
         self._spawn(call.end(reason))
 
     def _send_bye(self, call: SipCall) -> None:
-        peer = call.peer
-        branch, data = call.dialog.bye(self.local_ip(peer.ip), self.port, peer.transport)
+        branch, data = call.dialog.bye(self.local_ip(call.peer.ip), self.port, call.peer.transport)
         self.counters.byes_sent += 1
-        peer.send(data)
-        if not peer.reliable:
-            loop = asyncio.get_running_loop()
-
-            def again(n: int) -> None:
-                if branch in self._byes and n < BYE_SENDS:
-                    peer.send(data)
-                    self._byes[branch] = loop.call_later(T1 * 2**n, again, n + 1)
-                else:
-                    self._byes.pop(branch, None)
-
-            self._byes[branch] = loop.call_later(T1, again, 1)
+        self.transactions.send_request(call.peer, branch, data)
 
     def _unacked(self, tx: Transaction) -> None:
         call = tx.owner
@@ -441,9 +413,9 @@ class SipUas:
             if task.get_name() == ANSWERING:  # endings run on: their streams must close
                 task.cancel()
         for call in list(self.calls.values()):
+            if call.invite_tx is not None and call.sdp_version < 0:  # still being answered
+                self._reply(call.invite_tx, 503, "Service Unavailable (shutting down)")
             self._end_call(call, "shutdown", bye=True)
         while self.tasks:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
-        for handle in self._byes.values():
-            handle.cancel()
         self.transactions.close()

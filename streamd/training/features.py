@@ -94,7 +94,7 @@ class FamilyAdapter(ABC):
         self.head.to(device)
 
 
-class _Call(nn.Module):
+class HeadCall(nn.Module):
     """A head that runs ``fn`` over a model whose parameters it shares (so state_dict is the model's)."""
 
     def __init__(self, model: nn.Module, fn: Callable[..., Tensor]) -> None:
@@ -106,9 +106,12 @@ class _Call(nn.Module):
         return self._fn(**feats)
 
 
+#: parameter-name prefixes each AASIST setting freezes ("" = all but out_layer)
+AASIST_FROZEN: dict[str, tuple[str, ...]] = {"head": ("",), "graph": ("conv_time.", "first_bn.", "encoder."), "all": ()}
+
+
 class AasistAdapter(FamilyAdapter):
     family = "aasist"
-    FROZEN_PREFIXES = {"head": ("",), "graph": ("conv_time.", "first_bn.", "encoder."), "all": ()}
 
     def __init__(self, checkpoint: Path, setting: str, device: str = "cpu", config_path: Path | None = None) -> None:
         from streamd.detectors.aasist import load_checkpoint
@@ -121,7 +124,7 @@ class AasistAdapter(FamilyAdapter):
         self.device = device
         self.model = load_checkpoint(checkpoint, config_path)
         self.n_samples = self.model.config.nb_samp
-        frozen = self.FROZEN_PREFIXES[setting]
+        frozen = AASIST_FROZEN[setting]
         for name, p in self.model.named_parameters():
             p.requires_grad_(not (any(name.startswith(f) for f in frozen) and not name.startswith("out_layer.")))
         m = self.model
@@ -130,7 +133,7 @@ class AasistAdapter(FamilyAdapter):
             "graph": lambda spectral, temporal: m.out_layer(m.drop(m.graph_embed(spectral, temporal))),
             "all": lambda wave: m(wave),
         }
-        self._head = _Call(m, fns[setting])
+        self._head = HeadCall(m, fns[setting])
         self.disk_cache = setting != "all"
         # head and graph share one cache: head derives its readout from the cached graph nodes
         kind = "wave" if setting == "all" else "nodes"
@@ -232,7 +235,7 @@ class FeatureRecipe:
     max_windows: int = 4
     short: str = "tile"
     seed: int = 0
-    augment: AugmentConfig = AugmentConfig()
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def key(self, clip: LabeledClip, condition: str) -> str:
         stat = clip.path.stat()
@@ -255,7 +258,13 @@ def build_table(
     batch: int = 8,
 ) -> FeatureTable:
     """Frozen features for every (clip, condition), from the cache where present."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     folder = cache_dir / adapter.cache_key if cache_dir is not None and adapter.disk_cache else None
     if folder is not None:

@@ -40,8 +40,7 @@ def _condition_figures(fake: np.ndarray, real: np.ndarray, threshold: float) -> 
 def _fold_figures(adapter: FamilyAdapter, table: FeatureTable, held: set[int], val_rows: np.ndarray,
                   fold_val: np.ndarray, far: float) -> dict[str, Any]:
     """Score with the head as it is now: threshold from the fold's validation rows, then test."""
-    p_val = predict(adapter, table, fold_val)
-    threshold = pick_threshold(table, fold_val, p_val, far) if len(set(table.label[fold_val].tolist())) == 2 else 0.5
+    threshold = pick_threshold(table, fold_val, predict(adapter, table, fold_val), far)
     real_rows = val_rows[table.label[val_rows] == 0]
     test_rows = _rows_of(table, held)
     rows = np.r_[test_rows, real_rows]
@@ -75,14 +74,21 @@ def leave_one_generator_out(
             fold_val = _rows_of(table, val_set - held)
             val_rows = _rows_of(table, val_set)
             adapter.head.load_state_dict(adapter.base_state)
-            base = _fold_figures(adapter, table, held, val_rows, fold_val, opts.far)
+            entry: dict[str, Any] = {"n_fake_clips": len(held),
+                                     "base": _fold_figures(adapter, table, held, val_rows, fold_val, opts.far)}
+            per_system[system] = entry
+            if not table.label[fold_train].any():
+                entry["skipped"] = "no other fake system in the training groups"
+                say(f"  LOGO {i}/{len(systems)} {system[:50]:50} skipped: {entry['skipped']}")
+                continue
+            # early stopping needs both classes; without them the fold stops on training AUC
             can_validate = len(set(table.label[fold_val].tolist())) == 2
             res = train(adapter, table, fold_train, fold_val if can_validate else fold_train, opts,
                         show_progress=show_progress, title=f"LOGO {i}/{len(systems)}")
             seconds += res.seconds
             after = _fold_figures(adapter, table, held, val_rows, fold_val, opts.far)
-            per_system[system] = {"n_fake_clips": len(held), "epochs": res.epochs_run, "best_epoch": res.best_epoch,
-                                  "adapted": after, "base": base}
+            entry.update(epochs=res.epochs_run, best_epoch=res.best_epoch, adapted=after,
+                         early_stopping="validation groups" if can_validate else "training clips")
             a = after[EVAL_CONDITIONS[0]]
             say(f"  LOGO {i}/{len(systems)} {system[:50]:50} EER {100 * a.get('eer', float('nan')):5.1f}%  "
                 f"detection {100 * a.get('detection_at_threshold', float('nan')):5.1f}%  ({res.seconds:.0f} s)")
@@ -98,8 +104,9 @@ def summarize(per_system: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for model in ("base", "adapted"):
         for cond in EVAL_CONDITIONS:
-            eers = [v[model][cond]["eer"] for v in per_system.values() if "eer" in v[model].get(cond, {})]
-            dets = [v[model][cond]["detection_at_threshold"] for v in per_system.values() if "eer" in v[model].get(cond, {})]
+            done = [v[model][cond] for v in per_system.values() if "adapted" in v and "eer" in v[model].get(cond, {})]
+            eers = [d["eer"] for d in done]
+            dets = [d["detection_at_threshold"] for d in done]
             if eers:
                 out[f"{model}_{cond}"] = {"mean_eer": round(float(np.mean(eers)), 4), "worst_eer": round(float(np.max(eers)), 4),
                                           "mean_detection_at_threshold": round(float(np.mean(dets)), 4), "systems": len(eers)}

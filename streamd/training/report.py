@@ -29,19 +29,23 @@ def format_logo(metrics: dict[str, Any]) -> str:
     if not logo:
         return ("leave-one-generator-out: not measured for this model "
                 "(run `streamd train ... --logo` to measure and store it)")
-    conds = sorted({c for v in logo["systems"].values() for c in v["adapted"]})
-    head = "".join(f" {'base ' + c:>14} {'adapted ' + c:>17}" for c in conds)
-    lines = [f"leave-one-generator-out ({logo['train']} head retrained per fold; unseen system's clips vs "
-             f"{logo['held_out_real']}): EER, and detection at the fold's {_pct(logo.get('far', 0.01)).strip()} "
-             "false-alarm threshold",
-             f"  {'system':44} {'fake':>4}{head}"]
+    conds = [c for c in ("clean", "g711") if any(c in v["base"] for v in logo["systems"].values())]
+    shipped = logo.get("model_train", logo["train"])
+    recipe = f"--train {logo['train']}" + (f" (the model itself: --train {shipped})" if shipped != logo["train"] else "")
+    lines = [f"leave-one-generator-out: {recipe} retrained from the base without each fake system, then that system's "
+             f"clips vs {logo['held_out_real']}",
+             f"EER, and detection at the threshold for {_pct(logo.get('far', 0.01)).strip()} false alarms "
+             "chosen without that system",
+             f"  {'system':44} {'fake':>4}" + "".join(f" | {c + ' base EER':>15} {'det':>6} {'adapted EER':>11} {'det':>6}" for c in conds)]
     for name, v in logo["systems"].items():
         cells = ""
         for c in conds:
-            b, a = v["base"].get(c, {}), v["adapted"].get(c, {})
-            cells += f" {_pct(b.get('eer'))} {_pct(b.get('detection_at_threshold'))} {_pct(a.get('eer'))} {_pct(a.get('detection_at_threshold'))}  "
-        lines.append(f"  {name[:44]:44} {v['n_fake_clips']:4d}{cells}")
-    for key, s in logo.get("summary", {}).items():
-        lines.append(f"  {key:24} mean EER {_pct(s['mean_eer'])}  worst {_pct(s['worst_eer'])}  "
-                     f"mean detection {_pct(s['mean_detection_at_threshold'])} over {s['systems']} systems")
+            b, a = v["base"].get(c, {}), v.get("adapted", {}).get(c, {})
+            cells += (f" | {_pct(b.get('eer')):>15} {_pct(b.get('detection_at_threshold')):>6} "
+                      f"{_pct(a.get('eer')):>11} {_pct(a.get('detection_at_threshold')):>6}")
+        note = f"  ({v['skipped']})" if "skipped" in v else ""
+        lines.append(f"  {name[:44]:44} {v['n_fake_clips']:4d}{cells}{note}")
+    for key, sm in logo.get("summary", {}).items():
+        lines.append(f"  {key:24} mean EER {_pct(sm['mean_eer'])}  worst {_pct(sm['worst_eer'])}  "
+                     f"mean detection {_pct(sm['mean_detection_at_threshold'])} over {sm['systems']} systems")
     return "\n".join(lines)

@@ -121,11 +121,23 @@ def figures(table: FeatureTable, rows: np.ndarray, p: np.ndarray, threshold: flo
     return out
 
 
+def threshold_for_far(real_scores: np.ndarray, far: float) -> float:
+    """The laxest threshold that flags at most ``far`` of these real clips: just above the real
+    score ranked ``floor(far * n) + 1`` from the top (1e-6 above, so ONNX's float32 rounding of
+    that clip's score cannot flip it)."""
+    r = np.sort(np.asarray(real_scores, dtype=np.float64))[::-1]
+    k = int(np.floor(far * len(r) + 1e-9))
+    return 0.0 if k >= len(r) else float(r[k] + 1e-6)
+
+
 def pick_threshold(table: FeatureTable, rows: np.ndarray, p: np.ndarray, far: float) -> float:
-    """The manifest threshold: the strictest of the per-condition thresholds at ``far`` on held-out
-    real clips, so the false-alarm target holds on clean and on telephone audio alike."""
-    ts = [figures(table, rows, p, None, far)[c].get("threshold_at_far") for c in EVAL_CONDITIONS]
-    found = [t for t in ts if t is not None]
+    """The manifest threshold, from held-out real clips only: the strictest of the per-condition
+    thresholds at ``far``, so the false-alarm target holds on clean and on telephone audio alike."""
+    found = []
+    for cond in EVAL_CONDITIONS:
+        _, s, y = clip_scores(table, rows, p, cond)
+        if (y == 0).any():
+            found.append(threshold_for_far(s[y == 0], far))
     return float(min(1.0, max(found))) if found else 0.5
 
 
@@ -158,8 +170,9 @@ def train(
     head = adapter.head
     params = adapter.trainable_parameters()
     train_clips = np.unique(table.clip[train_rows])
-    steps_per_epoch = max(1, round(len(train_rows) / len(table.conditions) / opts.batch_size))
-    total = steps_per_epoch * opts.epochs
+    val_eval = val_rows[np.isin(table.cond[val_rows], [table.conditions.index(c) for c in EVAL_CONDITIONS])]
+    epochs = [_epoch_rows(table, train_clips, np.random.default_rng([opts.seed, e])) for e in range(1, opts.epochs + 1)]
+    total = sum(-(-len(rows) // opts.batch_size) for rows in epochs)
     warm = max(1, int(opts.warmup * total))
     optim = torch.optim.AdamW(params, lr=opts.learning_rate, weight_decay=opts.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -169,7 +182,7 @@ def train(
     w_real, w_fake = class_weights(table.label[train_rows])
     weights = torch.full((adapter.n_labels,), float(w_real), device=device)
     weights[adapter.fake_index] = float(w_fake)
-    best = {"auc": -1.0, "epoch": 0, "state": state_of(head)}
+    best: dict[str, Any] = {"auc": -1.0, "epoch": 0, "state": state_of(head)}
     history: list[dict[str, float]] = []
     start, bad = 1, 0
     if resume and checkpoint is not None and checkpoint.exists():
@@ -188,12 +201,12 @@ def train(
     with Progress(TextColumn(f"{title} epoch {{task.fields[epoch]}}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("loss {task.fields[loss]:.4f}  val AUC {task.fields[auc]}"), TimeElapsedColumn(),
                   disable=not show_progress, transient=True) as bar:
-        task = bar.add_task("train", total=steps_per_epoch, epoch=start, loss=float("nan"), auc="-")
+        task = bar.add_task("train", total=1, epoch=start, loss=float("nan"), auc="-")
         for epoch in range(start, opts.epochs + 1):
             if bad >= opts.patience:
                 stopped = True
                 break
-            rows = _epoch_rows(table, train_clips, np.random.default_rng([opts.seed, epoch]))
+            rows = epochs[epoch - 1]
             bar.reset(task, total=-(-len(rows) // opts.batch_size), epoch=epoch)
             head.train()
             losses = []
@@ -207,7 +220,7 @@ def train(
                 sched.step()
                 losses.append(loss.item())
                 bar.update(task, advance=1, loss=float(np.mean(losses)))
-            auc = auc_over_conditions(table, val_rows, predict(adapter, table, val_rows))
+            auc = auc_over_conditions(table, val_eval, predict(adapter, table, val_eval))
             history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_auc": auc})
             bar.update(task, auc=f"{auc:.4f}")
             if auc > best["auc"]:
