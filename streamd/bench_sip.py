@@ -8,8 +8,9 @@ reaches a ``/v1/events`` client, minus when its audio ended (the receipt of the 
 BYE) are left out.
 
   calls  for each N: N calls at once. Lag p50/p99/max, frames lost, and the daemon's CPU time
-         (``/proc``) while all N are up, idle subtracted, per call. The figure is the largest N
-         whose p99 lag stays under ``--max-lag``.
+         (``/proc``) while all N are up, idle subtracted, per call: the whole process, and its
+         event loop thread alone (everything but inference). The figure is the largest N whose
+         p99 lag stays under ``--max-lag``.
   junk   one real call while a child process sends random datagrams at R per second, half to
          the SIP port and half to the call's RTP port. Per R: the call's lag and frames lost, and
          what the daemon counted. The figure is the largest R at which the call stays on time.
@@ -104,8 +105,10 @@ def _free_port(kind: int = socket.SOCK_DGRAM) -> int:
         return int(s.getsockname()[1])
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def _cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """utime + stime of a process, or of one of its threads (the event loop's is the pid)."""
+    path = f"/proc/{pid}/task/{thread}/stat" if thread else f"/proc/{pid}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
@@ -201,8 +204,10 @@ class Daemon:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/readyz", timeout=5) as r:
             return next(s for s in json.load(r)["sources"] if s["name"] == "sip")
 
-    def cpu(self) -> float:
-        return _cpu_seconds(self.proc.pid)
+    def cpu(self) -> tuple[float, float]:
+        """CPU seconds of the whole daemon, and of its event loop thread (ingest, VAD, windows,
+        events: everything but inference, which runs in onnxruntime's threads)."""
+        return _cpu_seconds(self.proc.pid), _cpu_seconds(self.proc.pid, self.proc.pid)
 
     def of(self, service: str) -> dict[str, dict[str, Any]]:
         """Per stream of calls to ``service``: started receipt, window (receipt, end_s), summary."""
@@ -266,9 +271,9 @@ def _lags(streams: dict[str, dict[str, Any]]) -> list[float]:
 
 async def _calls_phase(tmp: Path, daemon: Daemon, n: int, seconds: float) -> dict[str, Any]:
     service = f"calls{n}"
-    c0, t0 = daemon.cpu(), time.monotonic()
+    (c0, _), t0 = daemon.cpu(), time.monotonic()
     await asyncio.sleep(2.0)
-    idle = (daemon.cpu() - c0) / (time.monotonic() - t0)
+    idle = (daemon.cpu()[0] - c0) / (time.monotonic() - t0)
     run = asyncio.ensure_future(_sipp(tmp, daemon, service, n, seconds))
 
     def up() -> int:
@@ -276,9 +281,9 @@ async def _calls_phase(tmp: Path, daemon: Daemon, n: int, seconds: float) -> dic
         return sum(1 for s in streams.values() if s["started"] and not s["summary"])
 
     all_up = await _wait_until(lambda: up() >= n, 30)
-    c1, t1 = daemon.cpu(), time.monotonic()
+    (c1, l1), t1 = daemon.cpu(), time.monotonic()
     await _wait_until(lambda: up() < n or run.done(), seconds + 30)
-    c2, t2 = daemon.cpu(), time.monotonic()
+    (c2, l2), t2 = daemon.cpu(), time.monotonic()
     code = await run
     await _wait_until(lambda: sum(1 for s in daemon.of(service).values() if s["summary"]) >= n, 20)
     streams = daemon.of(service)
@@ -291,6 +296,7 @@ async def _calls_phase(tmp: Path, daemon: Daemon, n: int, seconds: float) -> dic
         "frames_lost": sum((s["summary"] or {}).get("frames_lost", 0) for s in streams.values()),
         "steady_s": round(t2 - t1, 1), "cpu_pct": round(100 * busy, 1), "idle_cpu_pct": round(100 * idle, 1),
         "cpu_pct_per_call": round(100 * (busy - idle) / n, 2),
+        "loop_cpu_pct_per_call": round(100 * (l2 - l1) / max(t2 - t1, 1e-6) / n, 2),
     }
 
 
@@ -303,10 +309,10 @@ async def _junk_phase(tmp: Path, daemon: Daemon, rate: float, seconds: float, rt
     sent = multiprocessing.get_context("spawn").Value("d", 0.0)
     sender = multiprocessing.get_context("spawn").Process(
         target=_junk_sender, args=((daemon.sip, rtp_port), rate, seconds - 1.5, sent), daemon=True)
-    c0, t0 = daemon.cpu(), time.monotonic()
+    (c0, _), t0 = daemon.cpu(), time.monotonic()
     sender.start()
     await asyncio.to_thread(sender.join, seconds + 30)
-    cpu = (daemon.cpu() - c0) / (time.monotonic() - t0)
+    cpu = (daemon.cpu()[0] - c0) / (time.monotonic() - t0)
     if sender.is_alive():
         sender.kill()
     code = await run

@@ -64,6 +64,15 @@ class SipConfig(_Section):
                 raise ValueError(f"{net!r} is not a network ({exc})") from None
         return v
 
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        try:
+            ipaddress.ip_address(v)
+        except ValueError:
+            raise ValueError(f"{v!r} must be an IP address (it also goes into SDP answers)") from None
+        return v
+
     @field_validator("advertise_address")
     @classmethod
     def _address(cls, v: str | None) -> str | None:
@@ -191,6 +200,7 @@ class ModelConfig(_Section):
     batch_max: int = Field(32, ge=1, le=1024)
     batch_wait_ms: float = Field(20, ge=0, le=5000)
     threads: int = Field(0, ge=0, description="intra-op threads; 0 lets onnxruntime choose")
+    spin: bool = Field(False, description="let idle onnxruntime threads spin (lower latency, more CPU)")
 
 
 class AlertsConfig(_Section):

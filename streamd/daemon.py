@@ -47,7 +47,7 @@ HTTP_SOURCES = {"webrtc", "twilio", "audiohook", "audiofork"}
 def load_detector(config: Config, model: str | None = None) -> Detector:
     m = config.model
     path = resolve_manifest(m.dir, model or m.name)
-    return Detector.load(path, m.providers, m.require_gpu, m.threads)
+    return Detector.load(path, m.providers, m.require_gpu, m.threads, spin=m.spin)
 
 
 def build_sources(config: Config) -> list[Source]:

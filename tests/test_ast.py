@@ -10,6 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from streamd.cli import main  # noqa: E402
+
 from family_helpers import (  # noqa: E402
     SR,
     assert_detector_matches,
@@ -18,8 +20,6 @@ from family_helpers import (  # noqa: E402
     softmax_p,
     speech_windows,
 )
-
-from streamd.cli import main  # noqa: E402
 
 FAKE_FIRST = {0: "fake", 1: "real"}  # the known checkpoint's order
 

@@ -12,6 +12,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("sklearn")
 
+from streamd.cli import main  # noqa: E402
+
 from family_helpers import (  # noqa: E402
     SR,
     assert_detector_matches,
@@ -20,8 +22,6 @@ from family_helpers import (  # noqa: E402
     speech_windows,
     tiny_w2v2_config,
 )
-
-from streamd.cli import main  # noqa: E402
 
 
 def save_backbone(folder: Path, seed: int = 0) -> Path:

@@ -108,7 +108,7 @@ async def test_sender_restart_keeps_stream_time(tiny_model_dir: Path, tmp_path: 
             status = sip.status()
             uac.close()
     (end,) = of(events.events, "stream.ended")
-    assert end["summary"]["duration_s"] == pytest.approx(4.5, abs=0.08)
+    assert end["summary"]["duration_s"] == pytest.approx(4.52, abs=0.15)  # 0.5 s pause + one 20 ms tick
     assert status["jitter"]["ssrc_changes"] == 1 and end["summary"]["frames_lost"] == 0
 
 
@@ -190,3 +190,33 @@ async def test_rtp_timeout_ends_the_stream_and_the_daemon_hangs_up(tiny_model_di
     assert sum(1 for m in uac.received if isinstance(m, SipRequest) and m.method == "BYE") == 1
     assert status["sip"]["byes_sent"] == 1 and status["rtp"]["timeouts"] == 1 and status["calls"] == 0
     assert np.isfinite(end["summary"]["speech_s"])
+
+
+async def test_reinvite_to_wideband_l16_switches_decoder_and_rate(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """3 s of PCMU, then a re-INVITE to L16/16000 and 3 s of it: the stream's resampler follows
+    the new rate (``set_sample_rate``), so stream time goes on at the wall clock's pace."""
+    coded, _, clean = g711_speech(6.0, "PCMU", offset=3)
+    wide = np.clip(np.round(clean[3 * 16000 :] * 32768), -32768, 32767).astype(">i2").tobytes()
+    l16 = [build_rtp(96, 9000 + i, 777 + i * 320, 0xB16, wide[i * 640 : (i + 1) * 640]) for i in range(len(wide) // 640)]
+    body = offer(0).split("m=audio")[0] + "m=audio {port} RTP/AVP 96\r\na=rtpmap:96 L16/16000\r\na=sendrecv\r\n"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        async with sip_daemon(tiny_model_dir, tmp_path) as (_, events, sip):
+            uac = await Uac.open(sip.port)
+            port = await start_call(uac, "rtp-l16", sock.getsockname()[1])
+            tag = to_tag_of(uac, "rtp-l16")
+            await send_rtp(rtp_packets(coded[: 3 * 8000], 0), port, interval=0.01, sock=sock)
+            again = await uac.ask("INVITE", "rtp-l16", to_tag=tag, body=body.format(port=sock.getsockname()[1]))
+            assert again.status == 200 and b"L16/16000" in again.body and answer_port(again) == port
+            uac.send(uac.request("ACK", "rtp-l16", to_tag=tag, cseq=uac.cseq))
+            await send_rtp(l16, port, interval=0.01, sock=sock)
+            await hang_up(uac, "rtp-l16", tag)
+            await events.wait_for(lambda ev: bool(of(ev, "stream.ended")), 20)
+            status = sip.status()
+            uac.close()
+    (end,) = of(events.events, "stream.ended")
+    live = windows(events.events, end["stream"]["stream_id"])
+    assert len(live) >= 3 and live[-1][1] == pytest.approx(6.0, abs=0.05), live  # 9 s if the rate were not switched
+    assert status["rtp"]["decode_errors"] == 0 and status["rtp"]["wrong_pt"] == 0
+    assert status["jitter"]["played"] == 300 and end["summary"]["frames_lost"] == 0
+    assert end["summary"]["duration_s"] == pytest.approx(6.0, abs=1e-3)  # 3 s at 8 kHz, 3 s at 16 kHz

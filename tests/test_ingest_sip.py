@@ -36,6 +36,7 @@ from streamd.protocols.rtp import parse_rtp
 from streamd.protocols.sip import SipRequest, SipStreamFramer, parse_message
 
 from rtp_samples import SIPP_PCAP, pcap_udp_payloads
+from sip_samples import BOUNDARY, siprec_body
 
 
 def sip_events(events: list[dict[str, Any]], stream_id: str) -> list[str]:
@@ -53,6 +54,10 @@ async def test_bundled_uac_pcap_scenario(tiny_model_dir: Path, tmp_path: Path) -
     """sipp's own ``uac_pcap``: PCMA at 30 ms a packet replayed from g711a.pcap, then a DTMF
     digit on an SSRC of its own, then BYE. The daemon must score exactly the pcap's audio."""
     need_sipp()
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP).close()
+    except PermissionError:
+        pytest.skip("sipp's pcap play needs raw sockets (root or CAP_NET_RAW)")
     (tmp_path / "pcap").mkdir()
     for name in ("g711a.pcap", "dtmf_2833_1.pcap"):
         (tmp_path / "pcap" / name).symlink_to(SIPP_PCAP.parent / name)
@@ -60,8 +65,6 @@ async def test_bundled_uac_pcap_scenario(tiny_model_dir: Path, tmp_path: Path) -
     pcma = alaw_decode(b"".join(p.payload for p in sorted(rtp, key=lambda p: p.sequence) if p.payload_type == 8))
     async with sip_daemon(tiny_model_dir, tmp_path) as (daemon, events, sip):
         code, out = await run_sipp(tmp_path, sip.port, "-sn", "uac_pcap", "-s", "service", "-m", "1", timeout=30)
-        if code != 0 and "Operation not permitted" in out:
-            pytest.skip("sipp's pcap play needs raw sockets (root or CAP_NET_RAW)")
         assert code == 0, out
         await events.wait_for(lambda ev: bool(of(ev, "stream.ended")), 30)
         ref = await reference(daemon, {"pcap": (pcma, 8000)})
@@ -83,6 +86,7 @@ async def test_pcmu_and_pcma_calls_score_like_streamd_score(tiny_model_dir: Path
     """Two sipp callers at once stream 6 s of real speech, one PCMU and one PCMA, in real time.
     Window scores match ``streamd score`` on the decoded G.711 audio exactly, and move from the
     clean audio's scores by no more than the G.711 channel explains."""
+    need_sipp()
     audio = {codec: g711_speech(6.0, codec, offset=i) for i, codec in enumerate(LAWS)}
     async with sip_daemon(tiny_model_dir, tmp_path) as (daemon, events, sip):
         runs = []
@@ -115,6 +119,7 @@ async def test_pcmu_and_pcma_calls_score_like_streamd_score(tiny_model_dir: Path
 async def test_siprec_session_brings_two_streams_with_legs_and_aors(tiny_model_dir: Path, tmp_path: Path) -> None:
     """An SRC's recording INVITE (multipart SDP + rs-metadata): the caller's stream from sipp,
     the agent's from Python to the second m-line's port; legs and AORs come from the metadata."""
+    need_sipp()
     caller, caller_pcm, _ = g711_speech(6.0, "PCMU", offset=1)
     agent, agent_pcm, _ = g711_speech(6.0, "PCMU", offset=0)
     (tmp_path / "speech.g711").write_bytes(caller)
@@ -147,6 +152,7 @@ async def test_siprec_session_brings_two_streams_with_legs_and_aors(tiny_model_d
 
 async def test_concurrent_sipp_calls(tiny_model_dir: Path, tmp_path: Path) -> None:
     """Four calls at once from one sipp (``-l 4 -m 4``), each scored on its own."""
+    need_sipp()
     coded, pcm, _ = g711_speech(3.6, "PCMU", offset=7)
     (tmp_path / "speech.g711").write_bytes(coded)
     async with sip_daemon(tiny_model_dir, tmp_path) as (daemon, events, sip):
@@ -169,6 +175,7 @@ async def test_concurrent_sipp_calls(tiny_model_dir: Path, tmp_path: Path) -> No
 
 
 async def test_options_ping(tiny_model_dir: Path, tmp_path: Path) -> None:
+    need_sipp()
     async with sip_daemon(tiny_model_dir, tmp_path) as (_, _, sip):
         code, out = await run_sipp(tmp_path, sip.port, "-m", "3", "-r", "10", scenario="options.xml")
         status = sip.status()
@@ -179,6 +186,7 @@ async def test_options_ping(tiny_model_dir: Path, tmp_path: Path) -> None:
 async def test_cancel_before_answer(tiny_model_dir: Path, tmp_path: Path) -> None:
     """With ``answer_delay_ms`` the daemon rings first; a CANCEL then ends the attempt: 200 for
     the CANCEL, 487 for the INVITE, no stream, no RTP port left bound."""
+    need_sipp()
     async with sip_daemon(tiny_model_dir, tmp_path, answer_delay_ms=1500) as (_, events, sip):
         code, out = await run_sipp(tmp_path, sip.port, "-m", "1", scenario="cancel.xml")
         await asyncio.sleep(1.8)  # past the answer delay: nothing may happen then either
@@ -192,6 +200,7 @@ async def test_cancel_before_answer(tiny_model_dir: Path, tmp_path: Path) -> Non
 async def test_reinvite_hold_resume_and_codec_change(tiny_model_dir: Path, tmp_path: Path) -> None:
     """PCMU, hold (a=inactive) for longer than ``rtp_timeout_s``, resume in PCMA: one stream,
     still open after the hold, its decoder and clock switched, both parts scored in order."""
+    need_sipp()
     first, first_pcm, _ = g711_speech(3.0, "PCMU", offset=3)
     second, second_pcm, _ = g711_speech(3.0, "PCMA", offset=4)
     (tmp_path / "first.g711").write_bytes(first)
@@ -216,6 +225,7 @@ async def test_reinvite_hold_resume_and_codec_change(tiny_model_dir: Path, tmp_p
 
 async def test_call_from_outside_allow_from_gets_403(tiny_model_dir: Path, tmp_path: Path) -> None:
     """sipp on 127.0.0.2 while ``allow_from`` is 127.0.0.1/32."""
+    need_sipp()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         try:
             s.bind(("127.0.0.2", 0))
@@ -326,3 +336,24 @@ async def test_call_over_tcp_and_bye_on_shutdown(tiny_model_dir: Path, tmp_path:
     assert end["summary"]["reason"] == "shutdown" and end["summary"]["duration_s"] == pytest.approx(6.0, abs=1e-4)
     assert_same_windows(windows(events.events, end["stream"]["stream_id"]), ref["tcp"])
     assert status["sip"]["keepalives"] == 1 and status["sip"]["tcp_errors"] == 1 and status["calls"] == 1
+
+
+async def test_bad_metadata_gets_400_and_no_rtp_port_gets_503(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A SIPREC INVITE whose metadata declares an entity (refused before expat sees it), and a
+    second call when the only RTP port is taken."""
+    port = free_udp_port(even=True)
+    async with sip_daemon(tiny_model_dir, tmp_path, rtp_ports=[port, port]) as (_, events, sip):
+        uac = await Uac.open(sip.port)
+        bomb = '<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa">]><recording xmlns="urn:ietf:params:xml:ns:recording:1"/>'
+        body = siprec_body(metadata=bomb).decode()
+        bad = await uac.ask("INVITE", "meta", body=body, content_type=f"multipart/mixed;boundary={BOUNDARY}")
+        assert bad.status == 400 and bad.reason.startswith("Bad Request (recording metadata: DOCTYPE")
+        first = await uac.call("first", offer(4000))
+        assert first.status == 200 and answer_port(first) == port
+        second = await uac.ask("INVITE", "second", body=offer(4002))
+        assert second.status == 503 and "rtp_ports" in second.reason
+        assert (await uac.ask("BYE", "first", to_tag=first.to_tag)).status == 200
+        await events.wait_for(lambda ev: bool(of(ev, "stream.ended")), 10)
+        status = sip.status()
+        uac.close()
+    assert len(of(events.events, "stream.started")) == 1 and status["rtp_ports_in_use"] == 0

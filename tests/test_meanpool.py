@@ -10,6 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from streamd.cli import main  # noqa: E402
+
 from family_helpers import (  # noqa: E402
     SR,
     assert_detector_matches,
@@ -19,8 +21,6 @@ from family_helpers import (  # noqa: E402
     speech_windows,
     tiny_w2v2_config,
 )
-
-from streamd.cli import main  # noqa: E402
 
 
 def card_model(backbone_name: str = "backbone", head_name: str = "classifier", seed: int = 0, **over: object):  # type: ignore[no-untyped-def]

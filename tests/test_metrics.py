@@ -89,6 +89,7 @@ async def test_metrics_count_what_the_daemon_did(tiny_model_dir: Path, tmp_path:
             assert value(m, "streamd_ws_clients") == 1 and value(m, "streamd_ws_clients_dropped_total") == 0
             assert value(m, "streamd_last_event_id") == daemon.store.last_id()
             assert value(m, "streamd_ready") == 1
+            assert value(m, "streamd_source_counter_total", source="files", name="finished") == 2
 
             # frames lost: counted while the stream is open and kept once it has closed
             stream = daemon.hub.open_stream(StreamInfo.new(source="rtp", leg="caller"), 8000)

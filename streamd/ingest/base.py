@@ -35,3 +35,7 @@ class Source:
 
     def status(self) -> dict[str, Any]:
         return {"name": self.name, "up": True}
+
+    def metric_counters(self) -> dict[str, float]:
+        """Flat numeric counters for ``/metrics`` (``streamd_source_counter{source,name}``)."""
+        return {k: v for k, v in self.status().items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

@@ -149,7 +149,7 @@ class SipSource(Source):
             "sip": sip, "rtp": rtp, "jitter": dict(jitter),
         }
 
-    def metric_counters(self) -> dict[str, int]:
+    def metric_counters(self) -> dict[str, float]:
         """Flat counters for a Prometheus collector (``streamd_sip_<name>``)."""
         s = self.status()
         out = {f"rtp_{k}": int(v) for k, v in s["rtp"].items()}

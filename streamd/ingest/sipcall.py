@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from streamd.audio import StreamInfo
-from streamd.ingest.rtp import PortPool, RtpCounters, RtpLimits, RtpReceiver, Warn
+from streamd.ingest.rtp import PortPool, PortsExhausted, RtpCounters, RtpLimits, RtpReceiver, Warn
 from streamd.ingest.siptransport import phrase
 from streamd.pipeline.hub import HubRefused
 from streamd.protocols.errors import ProtocolError
@@ -172,7 +172,10 @@ class SipCall:
         try:
             for index in wanted:
                 name = f"call {self.call_id} m{index}"
-                new[index] = await RtpReceiver.open(ctx.pool, ctx.limits, ctx.counters, ctx.allowed, ctx.warn, name)
+                try:
+                    new[index] = await RtpReceiver.open(ctx.pool, ctx.limits, ctx.counters, ctx.allowed, ctx.warn, name)
+                except PortsExhausted as exc:
+                    raise Rejected(503, f"Service Unavailable ({phrase(str(exc))})") from None
                 if self.cancelled:
                     raise Cancelled
             if self.cancelled:

@@ -72,6 +72,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("streamd.ingest.sip")
 
 REFUSED_METHODS = frozenset({"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH"})
+KNOWN_METHODS = REFUSED_METHODS | {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO", "PRACK"}
 SERVER = f"streamd/{__version__}"
 ANSWERING = "sip-answer"
 
@@ -135,7 +136,7 @@ class SipUas:
         except SipError as exc:
             self._malformed(data, peer, exc)
             return
-        c.requests[method] += 1
+        c.requests[method if method in KNOWN_METHODS else "other"] += 1  # bounded: methods are peer input
         if method == "ACK":
             self._ack(message, key)
             return
@@ -339,8 +340,6 @@ class SipUas:
             return
         finally:
             call.negotiating = False
-        if call.cancelled:
-            return
         call.last_answer = answer.to_text().encode()
         self._answered(tx, call, call.last_answer)
         if initial:

@@ -42,6 +42,7 @@ class StreamPipeline:
         self._task = asyncio.create_task(self._consume(), name=f"stream-{info.stream_id}")
         self.closed = False
         self.native_samples = 0
+        self._duration_fix = 0.0  # seconds: native_samples counted at earlier rates (set_sample_rate)
         self.frames_lost = 0
         self.windows = 0
         self.scores: list[float] = []
@@ -77,6 +78,8 @@ class StreamPipeline:
         """A codec change mid-call (re-INVITE): finish the old resampler, start a new one."""
         if rate != self.sample_rate:
             self._feed(self._converter.flush())
+            # native_samples stays a plain count: the summary's duration corrects for the old rate
+            self._duration_fix += self.native_samples / self.sample_rate - self.native_samples / rate
             self.sample_rate = rate
             self._converter = AudioConverter(rate)
 
@@ -111,7 +114,7 @@ class StreamPipeline:
     def _summary(self, reason: str) -> dict[str, Any]:
         return {
             "reason": reason,
-            "duration_s": round(self.native_samples / self.sample_rate, 3) if self.sample_rate else 0.0,
+            "duration_s": round(self.native_samples / self.sample_rate + self._duration_fix, 3) if self.sample_rate else 0.0,
             "speech_s": round(self._gate.speech_samples / SAMPLE_RATE, 3),
             "windows": self.windows,
             "max_score": round(max(self.scores), 4) if self.scores else None,

@@ -221,12 +221,16 @@ def check_size(data: Sized, limit: int, what: str) -> None:
         raise FeedError(message, code=413, close_code=CLOSE_TOO_BIG)
 
 
+# One decoder for every message: json.loads with parse_constant builds a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def load_json_object(data: str | bytes, max_bytes: int, *, fatal: bool = True) -> dict[str, Any]:
     """Parse one JSON object from a text frame, or raise ``FeedError`` (too big is always fatal)."""
     check_size(data, max_bytes, "text message")
     try:
         text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeError are ValueErrors
         raise FeedError(f"not valid JSON: {exc}", fatal=fatal) from None
     if not isinstance(obj, dict):

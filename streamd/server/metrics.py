@@ -74,6 +74,13 @@ class _LiveCollector:
         yield _counter("streamd_frames_lost", "Audio frames lost in transport (became silence)", lost)
         yield _gauge("streamd_ws_clients", "Websocket clients on /v1/events", ep.clients if ep else 0)
         yield _counter("streamd_ws_clients_dropped", "Websocket clients closed with 1013 (queue overflow)", ep.fanout.dropped if ep else 0)
+        per_source = CounterMetricFamily(
+            "streamd_source_counter", "Counters each source keeps (junk, refusals, gaps...)", labels=["source", "name"]
+        )
+        for source in d.sources:
+            for name, value in source.metric_counters().items():
+                per_source.add_metric([source.name, name], value)
+        yield per_source
         if d.bus is not None:
             yield _gauge("streamd_last_event_id", "Id of the last event published", d.bus.last_id)
             yield _counter("streamd_store_errors", "Events that could not be written to the store", d.bus.store_errors)

@@ -143,9 +143,6 @@ class AugmentConfig:
     loss_rate: tuple[float, float] = (0.01, 0.10)
     mean_burst: tuple[float, float] = (1.0, 4.0)
 
-    def describe(self) -> dict[str, object]:
-        return {k: v for k, v in self.__dict__.items()}
-
 
 @dataclass
 class Augmented:

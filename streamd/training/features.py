@@ -5,28 +5,27 @@ above it a few hundredths, so ``streamd train`` runs the frozen part once per (c
 condition), stores its output on disk, and every epoch (and every leave-one-generator-out fold)
 only runs the trainable part.
 
-AASIST (``--train``):
+AASIST (``--train``); ``head`` and ``graph`` share one disk cache, the graph node inputs:
 
 =========  ========================================================  ===========================
-setting    frozen, run once and cached                               trained
+setting    frozen (not updated)                                      trained
 =========  ========================================================  ===========================
-``head``   sinc filterbank, first BN, 6 residual blocks, graph       ``out_layer`` (the linear
-           attention, HS-GAL, readout: caches the 160/5*gat_dim      readout -> 2 logits)
-           readout vector
-``graph``  sinc filterbank, first BN, 6 residual blocks; caches the  ``pos_S``, ``GAT_layer_S/T``,
-           spectral and temporal node inputs (|encoder map| max      ``pool_S/T``, both HS-GAL
-           over time / over frequency)                               branches with their pools
+``head``   sinc filterbank, first BN, 6 residual blocks (cached),    ``out_layer`` (the linear
+           graph attention, pools, HS-GAL and readout (run once in   readout -> 2 logits)
+           memory on the cached nodes, base weights)
+``graph``  sinc filterbank, first BN, 6 residual blocks; cached as   ``pos_S``, ``GAT_layer_S/T``,
+           the spectral and temporal node inputs (|encoder map|      ``pool_S/T``, both HS-GAL
+           max over time / over frequency, 5 KB per window)          branches with their pools
                                                                      and stack nodes
                                                                      (``master1/2``),
                                                                      ``out_layer``
-``all``    only the fixed sinc filterbank (not a parameter); caches  every parameter (GPU)
-           the tiled waveform in memory
+``all``    only the fixed sinc filterbank (a buffer, not a           every parameter (GPU)
+           parameter); the tiled waveform is kept in memory
 =========  ========================================================  ===========================
 """
 
 from __future__ import annotations
 
-import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,8 +43,6 @@ from streamd.errors import StreamdError, UsageError
 from streamd.runtime.manifest import sha256_file
 from streamd.training.augment import AugmentConfig
 from streamd.training.data import WindowRules, fingerprint, render, training_windows
-
-log = logging.getLogger("streamd.train")
 
 SETTINGS: dict[str, str] = {
     "head": "output layer only; everything below is frozen and its readout cached",
@@ -195,17 +192,15 @@ class AasistAdapter(FamilyAdapter):
         return plan
 
 
-ADAPTERS: dict[str, type[FamilyAdapter]] = {"aasist": AasistAdapter}
-
-
 def make_adapter(family: str, checkpoint: Path, setting: str, device: str, config_path: Path | None = None) -> FamilyAdapter:
+    """The family's frozen features, trainable head and export, for ``--train setting``."""
+    if family == "aasist":
+        return AasistAdapter(checkpoint, setting, device, config_path)
     if family == "wav2vec2-seqcls":
         from streamd.training.wav2vec2 import Wav2Vec2Adapter
 
         return Wav2Vec2Adapter(checkpoint, setting, device)
-    if family not in ADAPTERS:
-        raise UsageError(f"streamd train supports families aasist and wav2vec2-seqcls, not {family!r}")
-    return AasistAdapter(checkpoint, setting, device, config_path)
+    raise UsageError(f"streamd train supports the families aasist and wav2vec2-seqcls, not {family!r}")
 
 
 @dataclass
@@ -313,11 +308,6 @@ def build_table(
         conditions=list(recipe.conditions),
         skipped=skipped,
     )
-
-
-def describe_settings() -> str:
-    """For ``--help``: which layers each setting trains, from the table in this module's docstring."""
-    return "; ".join(f"{k}: {v}" for k, v in SETTINGS.items())
 
 
 def state_of(module: nn.Module) -> dict[str, Any]:
