@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import tone
-from feed_fuzz import check_events, mutated_json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +22,8 @@ from streamd.protocols.feeds import (
     StreamClosed,
     StreamOpened,
 )
+
+from feed_fuzz import check_events, mutated_json
 
 CALL = "7dd5e34e-5db4-4edb-a166-757e5d29b941"
 

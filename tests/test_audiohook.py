@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import tone
-from feed_fuzz import check_events, mutated_json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -34,6 +33,8 @@ from streamd.protocols.feeds import (
     StreamOpened,
 )
 from streamd.protocols.g711 import ulaw_decode, ulaw_encode
+
+from feed_fuzz import check_events, mutated_json
 
 SESSION = "e160e428-53e2-487c-977d-96989bf5c99d"
 ORG = "d7934305-0972-4844-938e-9060eef73d05"

@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import tone
-from feed_fuzz import check_events
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -30,6 +29,8 @@ from streamd.protocols.feeds import (
     StreamClosed,
     StreamOpened,
 )
+
+from feed_fuzz import check_events
 
 CALL = uuid.UUID("40325ec2-5efd-4bd3-805f-53576e581d13")
 

@@ -11,6 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from streamd.events.schema import validate_event
+from streamd.events.store import EventStore
+
 from daemonproc import (
     DaemonProc,
     Event,
@@ -21,9 +25,6 @@ from daemonproc import (
     speech_wav,
     write_config,
 )
-
-from streamd.events.schema import validate_event
-from streamd.events.store import EventStore
 
 ALERTS = {"raise": 0.4, "clear": 0.3, "raise_after": 2}  # the tiny random model scores ~0.5
 

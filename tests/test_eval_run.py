@@ -14,6 +14,7 @@ import yaml
 from streamd.datasets import load_labeled
 from streamd.errors import UsageError
 from streamd.eval_run import ClipResult, summarize
+
 from tests_helpers import write_wav
 
 

@@ -19,12 +19,13 @@ import aiohttp
 import pytest
 import websockets
 from aiohttp import web
-from daemonproc import contiguous
 
 from streamd.events.bus import EventBus
 from streamd.events.schema import validate_event
 from streamd.events.store import EventStore
 from streamd.server.events_ws import EventsEndpoint
+
+from daemonproc import contiguous
 
 MODEL = {"name": "m", "sha256": "ab" * 32}
 

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rtp_samples import SIPP_PCAP, pcap_udp_payloads
 
 from streamd.codecs import make_decoder
 from streamd.protocols.jitter import Gap, Item, JitterBuffer, Payload
 from streamd.protocols.rtp import RtpPacket, parse_rtp
+
+from rtp_samples import SIPP_PCAP, pcap_udp_payloads
 
 RATE = 8000
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import aiohttp
 import numpy as np
-from daemonproc import speech_wav
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamd.audio import StreamInfo
@@ -17,6 +16,8 @@ from streamd.config import parse_config
 from streamd.daemon import Daemon
 from streamd.events.schema import EVENT_TYPES
 from streamd.ingest.files import FileSource
+
+from daemonproc import speech_wav
 
 TOKEN = "metrics-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

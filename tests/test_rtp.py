@@ -7,7 +7,6 @@ import itertools
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rtp_samples import SIPP_PCAP, pcap_udp_payloads
 
 from streamd.protocols.errors import ProtocolError
 from streamd.protocols.rtp import (
@@ -19,6 +18,8 @@ from streamd.protocols.rtp import (
     is_rtcp,
     parse_rtp,
 )
+
+from rtp_samples import SIPP_PCAP, pcap_udp_payloads
 
 
 def test_fixed_header_fields() -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sip_samples import SIPP_OFFER, SIPREC_SDP
 
 from streamd.protocols.errors import ProtocolError
 from streamd.protocols.sdp import Codec, SdpError, build_answer, parse_sdp
+
+from sip_samples import SIPP_OFFER, SIPREC_SDP
 
 
 def offer(*media: str, session: str = "c=IN IP4 203.0.113.9\r\n") -> str:

@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 import yaml
-from daemonproc import DaemonProc, free_port, speech_wav, write_config
 
 from streamd.config import Config, load_config
 from streamd.events.store import EventStore
 from streamd.service import SystemdNotifier, watchdog_interval
+
+from daemonproc import DaemonProc, free_port, speech_wav, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 

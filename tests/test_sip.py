@@ -5,14 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sip_samples import (
-    COMPACT_INVITE,
-    OPTIONS_PING,
-    SIPREC_METADATA,
-    SIPREC_SDP,
-    sipp_invite,
-    siprec_invite,
-)
 
 from streamd.protocols.errors import ProtocolError
 from streamd.protocols.sip import (
@@ -27,6 +19,15 @@ from streamd.protocols.sip import (
     parse_multipart,
 )
 from streamd.protocols.sipheaders import parse_name_addr, parse_via, split_list
+
+from sip_samples import (
+    COMPACT_INVITE,
+    OPTIONS_PING,
+    SIPREC_METADATA,
+    SIPREC_SDP,
+    sipp_invite,
+    siprec_invite,
+)
 
 
 def test_sipp_invite() -> None:

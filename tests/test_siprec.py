@@ -5,15 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sip_samples import (
-    AGENT_ID,
-    CALLER_ID,
-    SESSION_ID,
-    SIPREC_METADATA,
-    STREAM_1,
-    STREAM_2,
-    siprec_invite,
-)
 
 from streamd.protocols.errors import ProtocolError
 from streamd.protocols.sdp import build_answer, parse_sdp
@@ -23,6 +14,16 @@ from streamd.protocols.siprec import (
     SiprecError,
     normalize_aor,
     parse_metadata,
+)
+
+from sip_samples import (
+    AGENT_ID,
+    CALLER_ID,
+    SESSION_ID,
+    SIPREC_METADATA,
+    STREAM_1,
+    STREAM_2,
+    siprec_invite,
 )
 
 

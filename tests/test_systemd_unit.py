@@ -13,11 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from daemonproc import speech_wav
 
 from streamd.cli import build_parser
 from streamd.config import Config
 from streamd.server.app import CLIENT_FLUSH_S
+
+from daemonproc import speech_wav
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "streamd.service"

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import tone
-from feed_fuzz import check_events, mutated_json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -38,6 +37,8 @@ from streamd.protocols.twilio import (
     parse_message,
     validate_signature,
 )
+
+from feed_fuzz import check_events, mutated_json
 
 SID = "MZ" + "a" * 32
 CALL = "CA" + "b" * 32

@@ -113,6 +113,8 @@ def plan_from_args(args: argparse.Namespace, source: Path, family: str) -> Any:
         "source_url": getattr(args, "source_url", None),
         "license": getattr(args, "license", None),
     }
+    if getattr(args, "expected_pickle_sha256", None):
+        options["expected_pickle_sha256"] = args.expected_pickle_sha256
     if getattr(args, "window_min", None):
         options["window_min_s"] = args.window_min
     if getattr(args, "window_max", None):
@@ -156,6 +158,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         labels=",".join(opts.get("labels") or []) or None, trust_pickle=opts.get("trust_pickle", False),
         source_url=None, license=None, window_min=opts.get("window_min_s"), window_max=opts.get("window_max_s"), threshold=None,
     )
+    ns.expected_pickle_sha256 = getattr(m, "pickle_sha256", None)  # never unpickle a changed file
     plan = plan_from_args(ns, Path(src), m.family)
     batches = probe_batch(verify_lengths(m.window), seed=123)
     from streamd.detectors.export import _torch_reference

@@ -40,8 +40,26 @@ def guess_family(source: Path) -> str:
             return HF_ARCHITECTURES[arch]
         raise UsageError(f"{source}: architecture {arch!r} is not a known family; pass --family")
     if source.suffix in (".pth", ".pt"):
-        return "aasist"
+        return _family_of_state_dict(source)
     raise UsageError(f"{source}: cannot tell the model family; pass --family ({', '.join(FAMILIES)})")
+
+
+def _family_of_state_dict(source: Path) -> str:
+    """Tell AASIST from a wav2vec2 + mean-pool head by the state dict's key names (no code runs)."""
+    try:
+        import torch
+
+        obj = torch.load(str(source), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UsageError(f"{source}: cannot read as a PyTorch state dict ({type(exc).__name__}); pass --family") from None
+    while isinstance(obj, dict) and len(obj) == 1 and isinstance(next(iter(obj.values())), dict):
+        obj = next(iter(obj.values()))  # {"state_dict": {...}} and similar wrappers
+    keys = " ".join(obj) if isinstance(obj, dict) else ""
+    if "pos_S" in keys or "master1" in keys:
+        return "aasist"
+    if "feature_extractor.conv_layers" in keys or "encoder.layers." in keys:
+        return "wav2vec2-meanpool"
+    raise UsageError(f"{source}: the state dict's keys match no known family; pass --family ({', '.join(FAMILIES)})")
 
 
 def family_module(family: str) -> Any:

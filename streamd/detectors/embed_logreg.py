@@ -33,7 +33,7 @@ from streamd.detectors.common import (
 )
 from streamd.detectors.export import ExportPlan
 from streamd.detectors.hf import from_pretrained
-from streamd.errors import UsageError
+from streamd.errors import ModelError, UsageError
 from streamd.runtime.manifest import WindowSpec
 
 FAMILY = "w2v2-embed-logreg"
@@ -122,6 +122,7 @@ def load_plan(
     window_max_s: float = 4.0,
     source_url: str | None = None,
     license: str | None = None,
+    expected_pickle_sha256: dict[str, str] | None = None,
     **_: Any,
 ) -> ExportPlan:
     if not source.is_dir():
@@ -132,6 +133,8 @@ def load_plan(
     if clf_path is None:
         raise UsageError(f"{source}: no classifier.pkl (or .joblib) next to the backbone")
     hashes = {p.name: sha256(p) for p in (clf_path, scaler_path) if p is not None}  # before unpickling
+    if expected_pickle_sha256 is not None and hashes != expected_pickle_sha256:
+        raise ModelError(f"{source}: the pickles changed since export (sha256 {hashes} != {expected_pickle_sha256}); not unpickled")
     scaler = unpickle(scaler_path, trust_pickle) if scaler_path else None
     scaler, clf = split_classifier(unpickle(clf_path, trust_pickle), scaler, str(clf_path))
     classes = [str(c) for c in clf.classes_]

@@ -152,7 +152,7 @@ class SipSource(Source):
     def metric_counters(self) -> dict[str, float]:
         """Flat counters for a Prometheus collector (``streamd_sip_<name>``)."""
         s = self.status()
-        out = {f"rtp_{k}": int(v) for k, v in s["rtp"].items()}
+        out: dict[str, float] = {f"rtp_{k}": int(v) for k, v in s["rtp"].items()}
         out.update({f"sip_{k}": int(v) for k, v in s["sip"].items() if isinstance(v, int)})
         out["calls_open"] = s["calls"]
         out["jitter_lost_packets"] = s["jitter"].get("lost_packets", 0)

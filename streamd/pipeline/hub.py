@@ -42,6 +42,20 @@ class HubObserver:
     def alert(self, stream: StreamPipeline, kind: str) -> None: ...
 
 
+def fit_windows(config: Config, detector: Detector) -> tuple[float, float, float]:
+    """(length_s, min_s, hop_s) the windower uses: the config's, within what the model accepts,
+    so a 2 s model gets 2 s windows instead of the first half of every 4 s window."""
+    w, m = config.windows, detector.manifest.window
+    length = min(w.length_s, m.max_s)
+    min_s = min(max(w.min_s, m.min_s), length)
+    if (length, min_s) != (w.length_s, w.min_s):
+        log.info(
+            "model %s takes %.2f-%.2f s windows: using length_s=%.2f min_s=%.2f (config %.2f/%.2f)",
+            detector.name, m.min_s, m.max_s, length, min_s, w.length_s, w.min_s,
+        )
+    return length, min_s, w.hop_s
+
+
 class StreamHub:
     def __init__(self, config: Config, detector: Detector, scorer: Scorer, bus: EventBus) -> None:
         self.config = config
@@ -57,6 +71,7 @@ class StreamHub:
         clear = a.clear if a.clear is not None else max(0.0, min(raise_, threshold) - 0.1)
         self.thresholds = (raise_, min(clear, raise_))
         self.model_json: dict[str, Any] = detector.describe()
+        self.windows = fit_windows(config, detector)
 
     def open_stream(self, info: StreamInfo, sample_rate: int) -> StreamPipeline:
         if not self.accepting:

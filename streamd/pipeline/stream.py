@@ -34,7 +34,8 @@ class StreamPipeline:
         self.sample_rate = sample_rate
         self._converter = AudioConverter(sample_rate)
         self._gate = SpeechGate(cfg.vad.aggressiveness, cfg.vad.frame_ms, cfg.vad.hangover_ms)
-        self._windower = Windower(cfg.windows.length_s, cfg.windows.min_s, cfg.windows.hop_s, cfg.vad.pause_s)
+        length_s, min_s, hop_s = hub.windows
+        self._windower = Windower(length_s, min_s, hop_s, cfg.vad.pause_s)
         raise_, clear = hub.thresholds
         a = cfg.alerts
         self.smoother = Smoother(raise_, clear, a.method, a.alpha, a.n, a.raise_after, a.clear_after)
