@@ -25,6 +25,8 @@ def register(sub: Any) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--arch", choices=["wav2vec2-base"], default=None, help="build this architecture with random weights (needs the export extra)")
     g.add_argument("--model", help="an installed model name")
+    g.add_argument("--from", dest="checkpoint", metavar="PATH", help="a checkpoint to export and compare with its PyTorch module (with --family)")
+    p.add_argument("--family", help="family of --from (default: guessed)")
     p.add_argument("--models-dir", default="models")
     p.add_argument("--batches", default="1,8,32", help="batch sizes (default 1,8,32)")
     p.add_argument("--windows", type=int, default=64, help="windows per measurement (default 64)")
@@ -67,23 +69,24 @@ def measure_detector(detector: Any, batches: list[int], n: int, seconds: float, 
     return [{"batch": b, **asyncio.run(_through_scorer(detector, b, windows, max_s))} for b in batches]
 
 
-def torch_loop(module: Any, n: int, seconds: float, max_s: float) -> dict[str, float]:
-    """The plain loop: one window at a time through the PyTorch model, as the card's code does."""
+def torch_loop(module: Any, n: int, seconds: float, max_s: float, batch: int = 1) -> dict[str, float]:
+    """The plain loop a model-card user writes: ``batch`` windows at a time through PyTorch."""
     import torch
 
     rng = np.random.default_rng(0)
-    x = torch.from_numpy((0.1 * rng.standard_normal((1, int(seconds * 16000)))).astype(np.float32))
+    x = torch.from_numpy((0.1 * rng.standard_normal((batch, int(seconds * 16000)))).astype(np.float32))
     times = []
     with torch.inference_mode():
         module(x)
         t_end = time.perf_counter() + max_s
-        for _ in range(n):
+        for _ in range(max(1, n // batch)):
             t = time.perf_counter()
             module(x)
             times.append(time.perf_counter() - t)
             if time.perf_counter() > t_end:
                 break
-    return {"windows_per_s": len(times) / sum(times), "infer_ms_per_window": 1000 * statistics.mean(times), "batch_latency_ms": 1000 * statistics.median(times), "mean_batch": 1.0}
+    per_window = sum(times) / (len(times) * batch)
+    return {"batch": batch, "windows_per_s": 1 / per_window, "infer_ms_per_window": 1000 * per_window, "batch_latency_ms": 1000 * statistics.median(times), "mean_batch": float(batch)}
 
 
 def _row(name: str, r: dict[str, Any], base: float | None) -> str:
@@ -97,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
 
     batches = [int(b) for b in args.batches.split(",")]
     print(f"machine: {machine()}")
+    if args.checkpoint:
+        return _checkpoint_run(args, batches)
     if not args.arch:
         det = Detector.load(resolve_manifest(args.models_dir, args.model), ["cuda", "cpu"])
         print(f"model {det.name} on {det.provider}, {args.window_s} s windows")
@@ -120,4 +125,28 @@ def run(args: argparse.Namespace) -> int:
             print(f"# onnx {precision}: {res.size_bytes / 1e6:.0f} MB, exported in {res.seconds:.0f} s, provider {det.provider}")
             for r in measure_detector(det, batches, args.windows, args.window_s, args.max_seconds):
                 print(_row(f"onnx {precision} scorer", r, base["windows_per_s"]))
+    return 0
+
+
+def _checkpoint_run(args: argparse.Namespace, batches: list[int]) -> int:
+    """Export a checkpoint to a temp dir and compare ORT with its PyTorch module, batch by batch."""
+    import torch
+
+    from streamd.detectors import family_module, guess_family
+    from streamd.detectors.export import export_plan
+    from streamd.runtime.session import Detector
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    source = Path(args.checkpoint)
+    family = args.family or guess_family(source)
+    plan = family_module(family).load_plan(source)
+    print(f"{source.name} ({family}): {sum(p.numel() for p in plan.module.parameters()) / 1e6:.3f} M parameters, {args.window_s} s windows")
+    with tempfile.TemporaryDirectory() as tmp:
+        res = export_plan(plan, Path(tmp), "bench", say=lambda s: None)
+        det = Detector.load(res.manifest_path, ["cuda", "cpu"])
+        for b in batches:
+            base = torch_loop(plan.module, max(args.torch_windows, b), args.window_s, args.max_seconds, batch=b)
+            print(_row("pytorch module", base, None))
+            for r in measure_detector(det, [b], max(args.windows, b), args.window_s, args.max_seconds):
+                print(_row(f"onnx scorer ({det.provider})", r, base["windows_per_s"]))
     return 0
