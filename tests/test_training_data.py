@@ -138,3 +138,17 @@ def test_windows_match_the_daemon(tiny_model_dir: Path, shared_dir: Path) -> Non
         daemon = [(ev["window"]["start_s"], ev["window"]["end_s"]) for ev in rep.windows]
         ours = [(round(w.start_s, 3), round(w.end_s, 3)) for w in cut_windows(load_audio(p), rules)]
         assert ours == daemon, p
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(2.5, 4.0375), (1.0, 2.0), (3.0, 6.0), (0.5, 10.0)])
+def test_rules_are_fitted_to_the_model_as_the_daemon_fits_them(lo: float, hi: float) -> None:
+    from types import SimpleNamespace
+
+    from streamd.config import Config
+    from streamd.pipeline.hub import fit_windows
+    from streamd.runtime.manifest import WindowSpec
+
+    cfg = Config()
+    detector = SimpleNamespace(name="m", manifest=SimpleNamespace(window=WindowSpec(min_s=lo, max_s=hi)))
+    ours = WindowRules.from_config(cfg).fitted(lo, hi)
+    assert (ours.length_s, ours.min_s, ours.hop_s) == fit_windows(cfg, detector)  # type: ignore[arg-type]

@@ -74,7 +74,8 @@ def register(sub: Any) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--work-dir", metavar="DIR", help="checkpoint, trained .pth and split CSVs (default: MODELS_DIR/.train/NAME)")
     p.add_argument("--cache-dir", metavar="DIR", help="frozen-feature cache (default: $XDG_CACHE_HOME/streamd/features)")
-    add_config_args(p)
+    p.add_argument("--models-dir", metavar="DIR", help="where the base is looked up and the new model written (default: model.dir)")
+    add_config_args(p, model=False)
     p.set_defaults(func=run)
 
 

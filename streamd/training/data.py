@@ -13,7 +13,7 @@ sides would measure memory of that voice, not detection.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -50,6 +50,12 @@ class WindowRules:
 
     def key(self) -> str:
         return repr(tuple(self.__dict__.values()))
+
+    def fitted(self, model_min_s: float, model_max_s: float) -> WindowRules:
+        """The rules the daemon applies for a model taking ``model_min_s``-``model_max_s`` windows
+        (``pipeline.hub.fit_windows``): windows no longer than the model takes, nor shorter."""
+        length = min(self.length_s, model_max_s)
+        return replace(self, length_s=length, min_s=min(max(self.min_s, model_min_s), length))
 
 
 def cut_windows(audio16k: np.ndarray, rules: WindowRules) -> list[Window]:

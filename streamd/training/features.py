@@ -40,7 +40,7 @@ from streamd.audio import load_audio
 from streamd.datasets import LabeledClip
 from streamd.detectors.export import ExportPlan
 from streamd.errors import StreamdError, UsageError
-from streamd.runtime.manifest import sha256_file
+from streamd.runtime.manifest import WindowSpec, sha256_file
 from streamd.training.augment import AugmentConfig
 from streamd.training.data import WindowRules, fingerprint, render, training_windows
 
@@ -58,6 +58,7 @@ class FamilyAdapter(ABC):
     setting: str
     cache_key: str  # same key = same frozen features (checkpoint, frozen part)
     disk_cache: bool = True
+    window: WindowSpec  # the window range the exported model declares (the daemon fits windows to it)
     fake_index: int = 0
     real_index: int = 1
     n_labels: int = 2
@@ -121,6 +122,7 @@ class AasistAdapter(FamilyAdapter):
         self.device = device
         self.model = load_checkpoint(checkpoint, config_path)
         self.n_samples = self.model.config.nb_samp
+        self.window = WindowSpec(min_s=2.5, max_s=self.n_samples / 16000, pad="repeat")  # as aasist_export declares
         frozen = AASIST_FROZEN[setting]
         for name, p in self.model.named_parameters():
             p.requires_grad_(not (any(name.startswith(f) for f in frozen) and not name.startswith("out_layer.")))

@@ -100,7 +100,8 @@ def run_job(clips: list[LabeledClip], o: JobOptions, say: Any = print) -> dict[s
         f"{len(split.val)} clips in {len(split.val_groups)} groups, training {len(split.train)} clips")
     adapter = make_adapter(base.family, base.checkpoint, o.train.setting, o.train.device, base.config_path)
     say(f"--train {o.train.setting}: trains {adapter.trained_layers}; frozen: {adapter.frozen_layers or 'nothing'}")
-    recipe = FeatureRecipe(o.rules, tuple(conditions(o.augmented_draws)), o.max_windows, o.short_clips, o.train.seed)
+    rules = o.rules.fitted(adapter.window.min_s, adapter.window.max_s)
+    recipe = FeatureRecipe(rules, tuple(conditions(o.augmented_draws)), o.max_windows, o.short_clips, o.train.seed)
     t0 = time.perf_counter()
     table = build_table(clips, adapter, recipe, o.cache_dir, o.show_progress)
     feat_s = time.perf_counter() - t0
