@@ -28,7 +28,9 @@ class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     tokens: list[str] = []
-    client_queue: int = Field(1000, ge=1, description="events buffered per websocket client before 1013")
+    client_queue: int = Field(
+        1000, ge=1, description="events buffered per websocket client before 1013"
+    )
 
 
 class SipConfig(_Section):
@@ -44,15 +46,23 @@ class SipConfig(_Section):
     rtp_timeout_s: float = Field(10.0, gt=0)
     jitter_ms: int = Field(60, ge=0, le=1000)
     advertise_address: str | None = Field(
-        None, description="address put in SDP answers and Contact; null: host, or the route to the peer when host is 0.0.0.0"
+        None,
+        description="address put in SDP answers and Contact; null: host, or the route to the peer when host is 0.0.0.0",
     )
     codecs: list[str] = Field(
-        ["PCMU", "PCMA", "L16", "G722", "opus/48000/2"], min_length=1,
+        ["PCMU", "PCMA", "L16", "G722", "opus/48000/2"],
+        min_length=1,
         description="encodings the SDP answer may pick, NAME[/rate[/channels]]; the offer's order decides",
     )
-    answer_delay_ms: int = Field(0, ge=0, le=60000, description="send 180 Ringing and wait this long before 200 OK")
-    max_gap_s: float = Field(60.0, ge=0, le=3600, description="longest loss or hold written as silence")
-    tcp_max_connections: int = Field(100, ge=1, description="open SIP-over-TCP connections; more are refused")
+    answer_delay_ms: int = Field(
+        0, ge=0, le=60000, description="send 180 Ringing and wait this long before 200 OK"
+    )
+    max_gap_s: float = Field(
+        60.0, ge=0, le=3600, description="longest loss or hold written as silence"
+    )
+    tcp_max_connections: int = Field(
+        100, ge=1, description="open SIP-over-TCP connections; more are refused"
+    )
 
     @field_validator("allow_from")
     @classmethod
@@ -70,7 +80,9 @@ class SipConfig(_Section):
         try:
             ipaddress.ip_address(v)
         except ValueError:
-            raise ValueError(f"{v!r} must be an IP address (it also goes into SDP answers)") from None
+            raise ValueError(
+                f"{v!r} must be an IP address (it also goes into SDP answers)"
+            ) from None
         return v
 
     @field_validator("advertise_address")
@@ -90,8 +102,14 @@ class SipConfig(_Section):
         known = {"pcmu", "pcma", "l16", "g722", "opus"}
         for item in v:
             parts = item.split("/")
-            if parts[0].lower() not in known or len(parts) > 3 or not all(p.isdigit() for p in parts[1:]):
-                raise ValueError(f"{item!r} is not NAME[/rate[/channels]] with NAME one of PCMU, PCMA, L16, G722, opus")
+            if (
+                parts[0].lower() not in known
+                or len(parts) > 3
+                or not all(p.isdigit() for p in parts[1:])
+            ):
+                raise ValueError(
+                    f"{item!r} is not NAME[/rate[/channels]] with NAME one of PCMU, PCMA, L16, G722, opus"
+                )
         return v
 
     @field_validator("rtp_ports")
@@ -127,7 +145,10 @@ class _FeedSection(_Section):
         64 * 1024, ge=1024, le=16 * 1024 * 1024, description="largest message or frame accepted"
     )
     max_gap_s: float = Field(
-        60.0, ge=0, le=3600, description="longest loss or pause written as silence; the rest is skipped"
+        60.0,
+        ge=0,
+        le=3600,
+        description="longest loss or pause written as silence; the rest is skipped",
     )
 
 
@@ -135,7 +156,9 @@ class TwilioConfig(_FeedSection):
     path: str = "/v1/ingest/twilio"
     auth_token: str | None = None
     public_url: str | None = Field(None, description="URL Twilio signs, when behind a proxy")
-    reorder_window: int = Field(5, ge=0, le=100, description="frames held to put chunks back in order")
+    reorder_window: int = Field(
+        5, ge=0, le=100, description="frames held to put chunks back in order"
+    )
 
 
 class AudioHookConfig(_FeedSection):
@@ -147,7 +170,9 @@ class AudioHookConfig(_FeedSection):
 class AudioForkConfig(_FeedSection):
     path: str = "/v1/ingest/audiofork"
     sample_rate: Literal[8000, 16000] = Field(8000, description="when the metadata does not say")
-    mix: Literal["mono", "mixed", "stereo"] = Field("mono", description="when the metadata does not say")
+    mix: Literal["mono", "mixed", "stereo"] = Field(
+        "mono", description="when the metadata does not say"
+    )
 
 
 class AudioSocketConfig(_FeedSection):
@@ -200,7 +225,9 @@ class ModelConfig(_Section):
     batch_max: int = Field(32, ge=1, le=1024)
     batch_wait_ms: float = Field(20, ge=0, le=5000)
     threads: int = Field(0, ge=0, description="intra-op threads; 0 lets onnxruntime choose")
-    spin: bool = Field(False, description="let idle onnxruntime threads spin (lower latency, more CPU)")
+    spin: bool = Field(
+        False, description="let idle onnxruntime threads spin (lower latency, more CPU)"
+    )
 
 
 class AlertsConfig(_Section):
@@ -253,7 +280,7 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     for key, raw in environ.items():
         if not key.startswith(ENV_PREFIX) or key == "STREAMD_CONFIG":
             continue
-        parts = [p.lower() for p in key[len(ENV_PREFIX):].split("__") if p]
+        parts = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
         if not parts:
             continue
         node = tree
@@ -284,7 +311,9 @@ def _format_error(exc: ValidationError, origin: str) -> str:
     return "\n".join(lines)
 
 
-def parse_config(data: Any, origin: str = "config", environ: dict[str, str] | None = None) -> Config:
+def parse_config(
+    data: Any, origin: str = "config", environ: dict[str, str] | None = None
+) -> Config:
     if data is None:
         data = {}
     if not isinstance(data, dict):

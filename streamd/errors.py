@@ -31,3 +31,10 @@ class AudioError(StreamdError):
     """An audio file cannot be read as audio."""
 
     exit_code = 2
+
+
+class ProtocolError(ValueError):
+    """Input that does not follow the protocol. Parsers raise this (or a subclass) and nothing else.
+
+    It lives here, not in ``protocols/``, because the codecs below the protocols raise it too.
+    """

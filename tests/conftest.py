@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import csv
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture(scope="session")
@@ -30,9 +28,11 @@ def shared_manifest(shared_dir: Path) -> list[dict[str, str]]:
 @pytest.fixture(scope="session")
 def speech_16k(shared_dir: Path) -> np.ndarray:
     """About 10 s of real read speech (LibriSpeech, 16 kHz) for pipeline tests."""
-    from streamd.audio import load_audio
+    from streamd.pipeline.audio import load_audio
 
-    folder = shared_dir / "data" / "resemble-ai__Resemblyzer" / "audio_data" / "librispeech_test-other"
+    folder = (
+        shared_dir / "data" / "resemble-ai__Resemblyzer" / "audio_data" / "librispeech_test-other"
+    )
     files = sorted(p for p in folder.rglob("*") if p.suffix in (".flac", ".wav"))
     if not files:
         pytest.skip(f"no LibriSpeech clips under {folder}")
@@ -52,10 +52,23 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("transformers")
     from streamd.cli import main
 
-    from tinymodels import save_tiny_wav2vec2
+    from tests.helpers.tinymodels import save_tiny_wav2vec2
 
     root = tmp_path_factory.mktemp("tiny-model")
     ckpt = save_tiny_wav2vec2(root / "ckpt")
     models = root / "models"
-    assert main(["models", "export", "--from", str(ckpt), "--name", "tiny", "--models-dir", str(models)]) == 0
+    assert (
+        main(
+            ["models", "export", "--from", str(ckpt), "--name", "tiny", "--models-dir", str(models)]
+        )
+        == 0
+    )
     return models
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Everything under tests/e2e runs real peers in subprocesses: it is the slow tier."""
+    e2e = Path(__file__).resolve().parent / "e2e"
+    for item in items:
+        if e2e in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.slow)

@@ -65,5 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except Exception as exc:  # last resort: one line, with the traceback only in debug logs
         logging.getLogger("streamd").debug("unexpected error", exc_info=True)
-        print(f"streamd {args.command}: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(
+            f"streamd {args.command}: unexpected error: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
         return 1

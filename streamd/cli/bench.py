@@ -9,7 +9,13 @@ import importlib
 from typing import Any
 
 # target -> module with register(subparsers)
-TARGETS = ["streamd.bench_scorer", "streamd.bench_events", "streamd.bench_families", "streamd.bench_feeds", "streamd.bench_sip"]
+TARGETS = [
+    "streamd.bench.scorer",
+    "streamd.bench.events",
+    "streamd.bench.families",
+    "streamd.bench.feeds",
+    "streamd.bench.sip",
+]
 
 
 def register(sub: Any) -> None:

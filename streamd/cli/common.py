@@ -10,13 +10,24 @@ from streamd.config import Config, load_config
 
 def add_config_args(p: argparse.ArgumentParser, model: bool = True) -> None:
     p.add_argument(
-        "-c", "--config", metavar="PATH", default=os.environ.get("STREAMD_CONFIG"),
+        "-c",
+        "--config",
+        metavar="PATH",
+        default=os.environ.get("STREAMD_CONFIG"),
         help="YAML config (default: built-in defaults; $STREAMD_CONFIG)",
     )
     if model:
-        p.add_argument("--model", metavar="NAME", help="model name in the models dir (default: model.name, or the only one)")
-        p.add_argument("--models-dir", metavar="DIR", help="where models live (default: model.dir, 'models')")
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="override logging.level")
+        p.add_argument(
+            "--model",
+            metavar="NAME",
+            help="model name in the models dir (default: model.name, or the only one)",
+        )
+        p.add_argument(
+            "--models-dir", metavar="DIR", help="where models live (default: model.dir, 'models')"
+        )
+    p.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="override logging.level"
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> Config:

@@ -8,8 +8,8 @@ import sys
 from datetime import date
 from typing import Any
 
+from streamd.app.logs import setup_logging
 from streamd.cli.common import add_config_args, config_from_args
-from streamd.logs import setup_logging
 
 
 def register(sub: Any) -> None:
@@ -25,16 +25,50 @@ def register(sub: Any) -> None:
         ),
     )
     p.add_argument("data", nargs="*", metavar="DATA", help="CSV with path,label columns")
-    p.add_argument("--real", action="append", metavar="DIR_OR_CSV", help="clips that are real (repeatable)")
-    p.add_argument("--fake", action="append", metavar="DIR_OR_CSV", help="clips that are fake (repeatable)")
-    p.add_argument("--telephony", nargs="?", const="ulaw", choices=["ulaw", "alaw"], help="pass audio through 8 kHz G.711 and back first")
-    p.add_argument("--far", type=float, default=0.01, help="target false-alarm rate on real clips (default 0.01)")
-    p.add_argument("--short-clips", choices=["exclude", "score"], default="exclude", help="clips with less speech than one window: exclude (as the daemon would) or score whole with the model's pad rule")
-    p.add_argument("--limit", type=int, help="use at most N clips per class (evenly spread), for quick runs")
+    p.add_argument(
+        "--real", action="append", metavar="DIR_OR_CSV", help="clips that are real (repeatable)"
+    )
+    p.add_argument(
+        "--fake", action="append", metavar="DIR_OR_CSV", help="clips that are fake (repeatable)"
+    )
+    p.add_argument(
+        "--telephony",
+        nargs="?",
+        const="ulaw",
+        choices=["ulaw", "alaw"],
+        help="pass audio through 8 kHz G.711 and back first",
+    )
+    p.add_argument(
+        "--far",
+        type=float,
+        default=0.01,
+        help="target false-alarm rate on real clips (default 0.01)",
+    )
+    p.add_argument(
+        "--short-clips",
+        choices=["exclude", "score"],
+        default="exclude",
+        help="clips with less speech than one window: exclude (as the daemon would) or score whole with the model's pad rule",
+    )
+    p.add_argument(
+        "--limit", type=int, help="use at most N clips per class (evenly spread), for quick runs"
+    )
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
-    p.add_argument("--write-metrics", metavar="KEY", help="store the figures in the model manifest under metrics.eval.KEY")
-    p.add_argument("--set-threshold", action="store_true", help="with --write-metrics: set the manifest threshold to the one at --far")
-    p.add_argument("--logo", action="store_true", help="also show the leave-one-generator-out figures `streamd train --logo` stored in the manifest (metrics.logo)")
+    p.add_argument(
+        "--write-metrics",
+        metavar="KEY",
+        help="store the figures in the model manifest under metrics.eval.KEY",
+    )
+    p.add_argument(
+        "--set-threshold",
+        action="store_true",
+        help="with --write-metrics: set the manifest threshold to the one at --far",
+    )
+    p.add_argument(
+        "--logo",
+        action="store_true",
+        help="also show the leave-one-generator-out figures `streamd train --logo` stored in the manifest (metrics.logo)",
+    )
     add_config_args(p)
     p.set_defaults(func=run)
 
@@ -51,11 +85,11 @@ def _spread(clips: list[Any], limit: int | None) -> list[Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamd.daemon import load_detector
-    from streamd.datasets import load_labeled
+    from streamd.app.daemon import load_detector
     from streamd.errors import UsageError
-    from streamd.eval_run import format_report, run_eval, summarize
-    from streamd.runtime.manifest import load_manifest, write_manifest
+    from streamd.model.manifest import load_manifest, write_manifest
+    from streamd.offline.datasets import load_labeled
+    from streamd.offline.eval import format_report, run_eval, summarize
 
     cfg = config_from_args(args)
     setup_logging(args.log_level or "warning", cfg.logging.format)
@@ -63,23 +97,41 @@ def run(args: argparse.Namespace) -> int:
     if not any(c.label == "real" for c in clips) or not any(c.label == "fake" for c in clips):
         raise UsageError("eval needs both real and fake clips")
     det = load_detector(cfg)
-    results = run_eval(clips, cfg, det, args.telephony, args.short_clips, show_progress=sys.stderr.isatty())
+    results = run_eval(
+        clips, cfg, det, args.telephony, args.short_clips, show_progress=sys.stderr.isatty()
+    )
     summary = summarize(results, det.manifest.threshold, args.far)
     condition = f"G.711 {args.telephony}" if args.telephony else "clean"
     logo = {"logo": det.manifest.metrics.get("logo")} if args.logo else {}
     if args.json:
         print(json.dumps({"model": det.name, "condition": condition, **summary, **logo}, indent=1))
     else:
-        print(format_report(summary, f"model {det.name} ({det.manifest.family}, {det.provider}), condition: {condition}"))
+        print(
+            format_report(
+                summary,
+                f"model {det.name} ({det.manifest.family}, {det.provider}), condition: {condition}",
+            )
+        )
         if args.logo:
             from streamd.training.report import format_logo
 
             print(format_logo(det.manifest.metrics))
     if args.write_metrics:
-        m = load_manifest(det.path.with_suffix(".yaml")) if det.path.with_suffix(".yaml").exists() else det.manifest
-        record = {"date": date.today().isoformat(), "data": [*args.data, *(args.real or []), *(args.fake or [])], "condition": condition,
-                  "short_clips": args.short_clips, "window": {k: summary["window"].get(k) for k in ("n", "eer", "auc")},
-                  "clip": {k: summary["clip"].get(k) for k in ("n", "n_real", "n_fake", "eer", "auc", "at_far")}}
+        m = (
+            load_manifest(det.path.with_suffix(".yaml"))
+            if det.path.with_suffix(".yaml").exists()
+            else det.manifest
+        )
+        record = {
+            "date": date.today().isoformat(),
+            "data": [*args.data, *(args.real or []), *(args.fake or [])],
+            "condition": condition,
+            "short_clips": args.short_clips,
+            "window": {k: summary["window"].get(k) for k in ("n", "eer", "auc")},
+            "clip": {
+                k: summary["clip"].get(k) for k in ("n", "n_real", "n_fake", "eer", "auc", "at_far")
+            },
+        }
         m.metrics.setdefault("eval", {})[args.write_metrics] = record
         if args.set_threshold and summary["clip"].get("at_far"):
             m.threshold = min(1.0, summary["clip"]["at_far"]["threshold"])

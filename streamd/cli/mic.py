@@ -14,14 +14,14 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
+from streamd.app.logs import setup_logging
 from streamd.cli.common import add_config_args, config_from_args
 from streamd.errors import UsageError
-from streamd.logs import setup_logging
 
 if TYPE_CHECKING:
     from streamd.config import Config
     from streamd.ingest.mic import InputDevice
-    from streamd.runtime.session import Detector
+    from streamd.model.session import Detector
 
 
 def register(sub: Any) -> None:
@@ -36,11 +36,20 @@ def register(sub: Any) -> None:
             "(Debian/Ubuntu: apt install libportaudio2). Exit code 2 when the device is missing."
         ),
     )
-    p.add_argument("--device", metavar="NAME_OR_INDEX",
-                   help="input device: an index or (part of) a name from --list-devices (default: sources.mic.device, else the system default)")
+    p.add_argument(
+        "--device",
+        metavar="NAME_OR_INDEX",
+        help="input device: an index or (part of) a name from --list-devices (default: sources.mic.device, else the system default)",
+    )
     p.add_argument("--list-devices", action="store_true", help="list input devices and exit")
-    p.add_argument("--json", action="store_true", help="plain JSON lines: throttled level updates, window and alert events")
-    p.add_argument("--seconds", type=float, metavar="N", help="stop after N seconds (default: until Ctrl-C)")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="plain JSON lines: throttled level updates, window and alert events",
+    )
+    p.add_argument(
+        "--seconds", type=float, metavar="N", help="stop after N seconds (default: until Ctrl-C)"
+    )
     add_config_args(p)
     p.set_defaults(func=run)
 
@@ -50,18 +59,30 @@ def list_devices(as_json: bool) -> int:
 
     devices = list_input_devices()
     if not devices:
-        raise MicDeviceError("no audio input device found: PortAudio sees no device that can record")
+        raise MicDeviceError(
+            "no audio input device found: PortAudio sees no device that can record"
+        )
     for d in devices:
         if as_json:
-            print(json.dumps({"index": d.index, "name": d.name, "hostapi": d.hostapi, "channels": d.channels,
-                              "default_rate": d.default_rate, "default": d.is_default}))
+            print(
+                json.dumps(
+                    {
+                        "index": d.index,
+                        "name": d.name,
+                        "hostapi": d.hostapi,
+                        "channels": d.channels,
+                        "default_rate": d.default_rate,
+                        "default": d.is_default,
+                    }
+                )
+            )
         else:
             print(f"{'*' if d.is_default else ' '} {d.describe()}")
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamd.daemon import load_detector
+    from streamd.app.daemon import load_detector
     from streamd.ingest.mic import resolve_device
 
     cfg = config_from_args(args)
@@ -80,7 +101,9 @@ async def _wait(stop: asyncio.Event, seconds: float | None) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
-async def _run(cfg: Config, detector: Detector, device: InputDevice, as_json: bool, seconds: float | None) -> int:
+async def _run(
+    cfg: Config, detector: Detector, device: InputDevice, as_json: bool, seconds: float | None
+) -> int:
     from streamd.cli.mic_view import JsonLines, MicView
     from streamd.events.bus import EventBus
     from streamd.ingest.mic import MicSource
@@ -94,7 +117,9 @@ async def _run(cfg: Config, detector: Detector, device: InputDevice, as_json: bo
     view = MicView(device.name, 0, detector.name, hub.thresholds)
     lines = JsonLines(view) if as_json else None
     bus.add_sink(lines.event if lines else view.event)
-    source = MicSource(device.index, cfg.sources.mic.sample_rate, on_audio=lines.audio if lines else view.audio)
+    source = MicSource(
+        device.index, cfg.sources.mic.sample_rate, on_audio=lines.audio if lines else view.audio
+    )
     from rich.console import Console
 
     console = Console()
@@ -107,14 +132,24 @@ async def _run(cfg: Config, detector: Detector, device: InputDevice, as_json: bo
         assert source.capture is not None
         view.rate = source.capture.rate
         if lines is not None:
-            lines.write({"type": "mic.started", "device": device.name, "rate": view.rate, "model": detector.name,
-                         "provider": detector.provider, "thresholds": {"raise": view.raise_, "clear": view.clear}})
+            lines.write(
+                {
+                    "type": "mic.started",
+                    "device": device.name,
+                    "rate": view.rate,
+                    "model": detector.name,
+                    "provider": detector.provider,
+                    "thresholds": {"raise": view.raise_, "clear": view.clear},
+                }
+            )
             await _wait(stop, seconds)
             await source.stop()
         else:
             from rich.live import Live
 
-            with Live(get_renderable=view.render, refresh_per_second=8, console=console, transient=False):
+            with Live(
+                get_renderable=view.render, refresh_per_second=8, console=console, transient=False
+            ):
                 await _wait(stop, seconds)
                 await source.stop()  # the last windows are scored while the view is still live
     finally:
@@ -124,14 +159,32 @@ async def _run(cfg: Config, detector: Detector, device: InputDevice, as_json: bo
             loop.remove_signal_handler(sig)
     capture = source.capture
     if lines is not None and capture is not None:
-        lines.write({"type": "mic.stopped", "dropped_blocks": capture.dropped_blocks,
-                     "dropped_s": round(capture.dropped_samples / max(1, capture.rate), 3),
-                     "portaudio_overflows": capture.portaudio_overflows})
+        lines.write(
+            {
+                "type": "mic.stopped",
+                "dropped_blocks": capture.dropped_blocks,
+                "dropped_s": round(capture.dropped_samples / max(1, capture.rate), 3),
+                "portaudio_overflows": capture.portaudio_overflows,
+            }
+        )
     if lines is None and view.ended is not None:
         s = view.ended
-        verdict = "FAKE (alert raised)" if s.get("alert_raised") else "no alert" if s.get("windows") else "not enough speech"
-        dropped = f", {capture.dropped_blocks} blocks dropped" if capture and capture.dropped_blocks else ""
-        console.print(f"{s.get('duration_s', 0):.1f} s recorded, {s.get('speech_s', 0):.1f} s speech, {s.get('windows', 0)} windows, "
-              f"max p_fake {s['max_score'] if s.get('max_score') is not None else '-'}: {verdict}{dropped}", highlight=False)
+        verdict = (
+            "FAKE (alert raised)"
+            if s.get("alert_raised")
+            else "no alert"
+            if s.get("windows")
+            else "not enough speech"
+        )
+        dropped = (
+            f", {capture.dropped_blocks} blocks dropped"
+            if capture and capture.dropped_blocks
+            else ""
+        )
+        console.print(
+            f"{s.get('duration_s', 0):.1f} s recorded, {s.get('speech_s', 0):.1f} s speech, {s.get('windows', 0)} windows, "
+            f"max p_fake {s['max_score'] if s.get('max_score') is not None else '-'}: {verdict}{dropped}",
+            highlight=False,
+        )
     sys.stdout.flush()
     return 0

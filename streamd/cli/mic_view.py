@@ -78,7 +78,9 @@ class MicView:
         elif kind.startswith("alert."):
             self.alerting = kind == "alert.raised"
             w = event.get("window", {})
-            self.alerts.append(f"{kind.split('.')[1]} at {w.get('end_s', 0):.1f} s (score {event.get('score', 0):.3f})")
+            self.alerts.append(
+                f"{kind.split('.')[1]} at {w.get('end_s', 0):.1f} s (score {event.get('score', 0):.3f})"
+            )
         elif kind == "stream.ended":
             self.ended = event.get("summary")
 
@@ -95,12 +97,24 @@ class MicView:
         color = "red" if self.peak > -1 else "yellow" if self.dbfs > -12 else "green"
         meter = Text("█" * filled, style=color) + Text("░" * (METER_WIDTH - filled), style="dim")
         top.add_row("level", meter + Text(f" {self.dbfs:6.1f} dBFS, peak {self.peak:6.1f}"))
-        top.add_row("speech", Text("● speech", style="bold green") if self.speaking else Text("○ no speech", style="dim"))
-        top.add_row("time", f"{self.stream_s:6.1f} s audio, {self.speech_s:5.1f} s speech, {self.n_windows} windows scored")
+        top.add_row(
+            "speech",
+            Text("● speech", style="bold green")
+            if self.speaking
+            else Text("○ no speech", style="dim"),
+        )
+        top.add_row(
+            "time",
+            f"{self.stream_s:6.1f} s audio, {self.speech_s:5.1f} s speech, {self.n_windows} windows scored",
+        )
         sm = "-" if self.smoothed is None else f"{self.smoothed:.3f}"
         top.add_row("smoothed", f"{sm}   (raise ≥ {self.raise_:.2f}, clear ≤ {self.clear:.2f})")
-        top.add_row("alert", Text("ALERT: voice looks AI-generated", style="bold white on red") if self.alerting
-                    else Text("no alert", style="green"))
+        top.add_row(
+            "alert",
+            Text("ALERT: voice looks AI-generated", style="bold white on red")
+            if self.alerting
+            else Text("no alert", style="green"),
+        )
         recent = Table(box=None, padding=(0, 1), show_header=True, header_style="bold")
         recent.add_column("window (s)", justify="right")
         recent.add_column("p_fake", justify="right")
@@ -109,7 +123,11 @@ class MicView:
             w, p = ev["window"], float(ev["score"])
             bar = Text("▇" * max(1, round(p * 24)), style="red" if p >= self.raise_ else "cyan")
             recent.add_row(f"{w['start_s']:6.2f}-{w['end_s']:6.2f}", f"{p:.3f}", bar)
-        parts: list[RenderableType] = [top, Text(""), recent if self.windows else Text("waiting for speech windows…", style="dim")]
+        parts: list[RenderableType] = [
+            top,
+            Text(""),
+            recent if self.windows else Text("waiting for speech windows…", style="dim"),
+        ]
         if self.alerts:
             parts.append(Text("alerts: " + "; ".join(self.alerts[-3:]), style="bold"))
         title = f"streamd mic · {self.device} · {self.rate} Hz → 16 kHz · model {self.model}"
@@ -119,7 +137,9 @@ class MicView:
 class JsonLines:
     """``--json``: level lines at most every ``level_every_s``, and each window/alert/end event."""
 
-    def __init__(self, view: MicView, out: TextIO | None = None, level_every_s: float = 0.25) -> None:
+    def __init__(
+        self, view: MicView, out: TextIO | None = None, level_every_s: float = 0.25
+    ) -> None:
         self.view = view
         self.out = out or sys.stdout
         self.every = level_every_s
@@ -135,10 +155,23 @@ class JsonLines:
         if now - self._last >= self.every:
             self._last = now
             v = self.view
-            self.write({"type": "level", "t": round(v.stream_s, 2), "dbfs": round(v.dbfs, 1),
-                        "peak_dbfs": round(v.peak, 1), "speech": v.speaking})
+            self.write(
+                {
+                    "type": "level",
+                    "t": round(v.stream_s, 2),
+                    "dbfs": round(v.dbfs, 1),
+                    "peak_dbfs": round(v.peak, 1),
+                    "speech": v.speaking,
+                }
+            )
 
     def event(self, event: dict[str, Any]) -> None:
         self.view.event(event)
-        if event["type"] in ("stream.started", "window.scored", "alert.raised", "alert.cleared", "stream.ended"):
+        if event["type"] in (
+            "stream.started",
+            "window.scored",
+            "alert.raised",
+            "alert.cleared",
+            "stream.ended",
+        ):
             self.write(event)

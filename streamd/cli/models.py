@@ -11,10 +11,18 @@ from streamd.errors import ModelError, UsageError
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("models", help="list, export, verify and pull models", description="Manage models: each is NAME.onnx + NAME.yaml (the manifest) in the models dir.")
+    p = sub.add_parser(
+        "models",
+        help="list, export, verify and pull models",
+        description="Manage models: each is NAME.onnx + NAME.yaml (the manifest) in the models dir.",
+    )
     msub = p.add_subparsers(dest="models_command", metavar="ACTION", title="actions")
 
-    lp = msub.add_parser("list", help="show installed models", description="Installed models with family, provider fit, window range, labels and sha256.")
+    lp = msub.add_parser(
+        "list",
+        help="show installed models",
+        description="Installed models with family, provider fit, window range, labels and sha256.",
+    )
     lp.add_argument("--models-dir", default="models", metavar="DIR")
     lp.set_defaults(func=cmd_list)
 
@@ -29,42 +37,99 @@ def register(sub: Any) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ep.add_argument("--from", dest="source", required=True, metavar="PATH", help="checkpoint: a Hugging Face folder, a .pth/.pt state dict (aasist, wav2vec2-meanpool), or for w2v2-embed-logreg a folder with the wav2vec2 backbone (itself or backbone/) and classifier.pkl [+ scaler.pkl]")
-    ep.add_argument("--name", required=True, help="model name: writes DIR/NAME.onnx and DIR/NAME.yaml")
-    ep.add_argument("--family", help="model family: wav2vec2-seqcls, wav2vec2-meanpool, ast, convnext-mel, w2v2-embed-logreg, aasist (default: guessed from the checkpoint)")
-    ep.add_argument("--config", dest="family_config", metavar="PATH", help="family config file: AASIST .conf; wav2vec2-meanpool: the backbone's transformers config.json; convnext-mel: JSON of mel-picture recipe overrides")
-    ep.add_argument("--fake-index", type=int, action="append", metavar="N", help="output index that means fake (repeat for several)")
-    ep.add_argument("--fake-classes", metavar="A,B", help="w2v2-embed-logreg: classifier classes that mean fake")
-    ep.add_argument("--labels", metavar="A,B", help="label names per output index, when the checkpoint has none")
-    ep.add_argument("--trust-pickle", action="store_true", help="w2v2-embed-logreg: allow unpickling classifier.pkl/scaler.pkl. Unpickling runs code from the file, so a malicious pickle can do anything your user account can: pass this only for files you trust. Without it nothing is unpickled")
-    ep.add_argument("--window-min", type=float, metavar="S", help="shortest window the model accepts (s)")
-    ep.add_argument("--window-max", type=float, metavar="S", help="longest window the model sees (s)")
-    ep.add_argument("--threshold", type=float, help="alert threshold on p_fake written to the manifest (default 0.5)")
+    ep.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="PATH",
+        help="checkpoint: a Hugging Face folder, a .pth/.pt state dict (aasist, wav2vec2-meanpool), or for w2v2-embed-logreg a folder with the wav2vec2 backbone (itself or backbone/) and classifier.pkl [+ scaler.pkl]",
+    )
+    ep.add_argument(
+        "--name", required=True, help="model name: writes DIR/NAME.onnx and DIR/NAME.yaml"
+    )
+    ep.add_argument(
+        "--family",
+        help="model family: wav2vec2-seqcls, wav2vec2-meanpool, ast, convnext-mel, w2v2-embed-logreg, aasist (default: guessed from the checkpoint)",
+    )
+    ep.add_argument(
+        "--config",
+        dest="family_config",
+        metavar="PATH",
+        help="family config file: AASIST .conf; wav2vec2-meanpool: the backbone's transformers config.json; convnext-mel: JSON of mel-picture recipe overrides",
+    )
+    ep.add_argument(
+        "--fake-index",
+        type=int,
+        action="append",
+        metavar="N",
+        help="output index that means fake (repeat for several)",
+    )
+    ep.add_argument(
+        "--fake-classes", metavar="A,B", help="w2v2-embed-logreg: classifier classes that mean fake"
+    )
+    ep.add_argument(
+        "--labels", metavar="A,B", help="label names per output index, when the checkpoint has none"
+    )
+    ep.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="w2v2-embed-logreg: allow unpickling classifier.pkl/scaler.pkl. Unpickling runs code from the file, so a malicious pickle can do anything your user account can: pass this only for files you trust. Without it nothing is unpickled",
+    )
+    ep.add_argument(
+        "--window-min", type=float, metavar="S", help="shortest window the model accepts (s)"
+    )
+    ep.add_argument(
+        "--window-max", type=float, metavar="S", help="longest window the model sees (s)"
+    )
+    ep.add_argument(
+        "--threshold",
+        type=float,
+        help="alert threshold on p_fake written to the manifest (default 0.5)",
+    )
     q = ep.add_mutually_exclusive_group()
-    q.add_argument("--int8", action="store_true", help="dynamic int8 quantization of MatMul/Gemm only")
-    q.add_argument("--fp16", action="store_true", help="convert weights to float16 (input/output stay float32)")
+    q.add_argument(
+        "--int8", action="store_true", help="dynamic int8 quantization of MatMul/Gemm only"
+    )
+    q.add_argument(
+        "--fp16", action="store_true", help="convert weights to float16 (input/output stay float32)"
+    )
     ep.add_argument("--models-dir", default="models", metavar="DIR")
     ep.add_argument("--source-url", help="where the weights came from (written to the manifest)")
     ep.add_argument("--license", help="license of the weights (written to the manifest)")
     ep.set_defaults(func=cmd_export)
 
-    vp = msub.add_parser("verify", help="re-check an installed model against its source checkpoint", description="Re-export the source checkpoint in memory and compare the installed ONNX graph with PyTorch; prints the max difference.")
+    vp = msub.add_parser(
+        "verify",
+        help="re-check an installed model against its source checkpoint",
+        description="Re-export the source checkpoint in memory and compare the installed ONNX graph with PyTorch; prints the max difference.",
+    )
     vp.add_argument("name")
     vp.add_argument("--models-dir", default="models", metavar="DIR")
-    vp.add_argument("--from", dest="source", metavar="PATH", help="checkpoint to compare with (default: the one recorded at export)")
+    vp.add_argument(
+        "--from",
+        dest="source",
+        metavar="PATH",
+        help="checkpoint to compare with (default: the one recorded at export)",
+    )
     vp.set_defaults(func=cmd_verify)
 
-    pp = msub.add_parser("pull", help="download a known model, verify its sha256 and export it", description="Download a known published checkpoint into the cache, check its sha256, and export it. Offline, says how to install from a local file.")
+    pp = msub.add_parser(
+        "pull",
+        help="download a known model, verify its sha256 and export it",
+        description="Download a known published checkpoint into the cache, check its sha256, and export it. Offline, says how to install from a local file.",
+    )
     pp.add_argument("name", help="known model: aasist, aasist-l")
     pp.add_argument("--models-dir", default="models", metavar="DIR")
-    pp.add_argument("--cache-dir", metavar="DIR", help="download cache (default: $XDG_CACHE_HOME/streamd)")
+    pp.add_argument(
+        "--cache-dir", metavar="DIR", help="download cache (default: $XDG_CACHE_HOME/streamd)"
+    )
     pp.set_defaults(func=cmd_pull)
 
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from streamd.runtime.manifest import installed_manifests, load_manifest
+    from streamd.model.manifest import installed_manifests, load_manifest
 
     found = installed_manifests(args.models_dir)
     if not found:
@@ -97,7 +162,7 @@ def _split(v: str | None) -> list[str] | None:
 
 
 def plan_from_args(args: argparse.Namespace, source: Path, family: str) -> Any:
-    from streamd.detectors import family_module
+    from streamd.export import family_module
 
     if not source.exists():
         raise UsageError(f"--from {source}: no such file or folder")
@@ -123,13 +188,20 @@ def plan_from_args(args: argparse.Namespace, source: Path, family: str) -> Any:
     if getattr(args, "threshold", None) is not None:
         plan.threshold = args.threshold
     plan.extra.setdefault("export_from", str(source.resolve()))
-    plan.extra.setdefault("export_options", {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items() if v not in (None, False)})
+    plan.extra.setdefault(
+        "export_options",
+        {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in options.items()
+            if v not in (None, False)
+        },
+    )
     return plan
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from streamd.detectors import guess_family
-    from streamd.detectors.export import export_plan
+    from streamd.export import guess_family
+    from streamd.export.export import export_plan
 
     source = Path(args.source)
     if not source.exists():
@@ -143,8 +215,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from streamd.detectors.export import compare, probe_batch, verify_lengths
-    from streamd.runtime.manifest import load_manifest, resolve_manifest
+    from streamd.export.export import compare, probe_batch, verify_lengths
+    from streamd.model.manifest import load_manifest, resolve_manifest
 
     mpath = resolve_manifest(args.models_dir, args.name)
     m = load_manifest(mpath)
@@ -153,27 +225,37 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise UsageError(f"{mpath}: no export_from recorded; pass --from CHECKPOINT")
     opts = dict(getattr(m, "export_options", {}) or {})
     ns = argparse.Namespace(
-        fake_index=[opts["fake_index"]] if isinstance(opts.get("fake_index"), int) else opts.get("fake_index"),
-        family_config=opts.get("config_path"), fake_classes=",".join(opts.get("fake_classes") or []) or None,
-        labels=",".join(opts.get("labels") or []) or None, trust_pickle=opts.get("trust_pickle", False),
-        source_url=None, license=None, window_min=opts.get("window_min_s"), window_max=opts.get("window_max_s"), threshold=None,
+        fake_index=[opts["fake_index"]]
+        if isinstance(opts.get("fake_index"), int)
+        else opts.get("fake_index"),
+        family_config=opts.get("config_path"),
+        fake_classes=",".join(opts.get("fake_classes") or []) or None,
+        labels=",".join(opts.get("labels") or []) or None,
+        trust_pickle=opts.get("trust_pickle", False),
+        source_url=None,
+        license=None,
+        window_min=opts.get("window_min_s"),
+        window_max=opts.get("window_max_s"),
+        threshold=None,
     )
     ns.expected_pickle_sha256 = getattr(m, "pickle_sha256", None)  # never unpickle a changed file
     plan = plan_from_args(ns, Path(src), m.family)
     batches = probe_batch(verify_lengths(m.window), seed=123)
-    from streamd.detectors.export import _torch_reference
+    from streamd.export.export import _torch_reference
 
     diff, _ = compare(mpath.parent / m.onnx, _torch_reference(plan), batches)
     prec = getattr(m, "precision", "fp32")
     tol = 1e-3 if prec == "fp32" else 0.5
     ok = diff <= tol
-    print(f"{m.name}: max logit difference ONNX ({prec}) vs PyTorch {diff:.3g} -> {'OK' if ok else 'MISMATCH'}")
+    print(
+        f"{m.name}: max logit difference ONNX ({prec}) vs PyTorch {diff:.3g} -> {'OK' if ok else 'MISMATCH'}"
+    )
     return 0 if ok else 1
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
     try:
-        from streamd.detectors.catalog import pull
+        from streamd.export.catalog import pull
     except ImportError:
         print("streamd models pull: not available in this build", file=sys.stderr)
         return 1

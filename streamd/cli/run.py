@@ -6,8 +6,8 @@ import argparse
 import asyncio
 from typing import Any
 
+from streamd.app.logs import setup_logging
 from streamd.cli.common import add_config_args, config_from_args
-from streamd.logs import setup_logging
 
 
 def register(sub: Any) -> None:
@@ -21,12 +21,16 @@ def register(sub: Any) -> None:
         ),
     )
     add_config_args(p)
-    p.add_argument("--events-stdout", action="store_true", help="also print every event as a JSON line on stdout")
+    p.add_argument(
+        "--events-stdout",
+        action="store_true",
+        help="also print every event as a JSON line on stdout",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamd.service import run_daemon
+    from streamd.app.service import run_daemon
 
     cfg = config_from_args(args)
     setup_logging(cfg.logging.level, cfg.logging.format, cfg.logging.file)

@@ -7,8 +7,8 @@ import json
 import sys
 from typing import Any
 
+from streamd.app.logs import setup_logging
 from streamd.cli.common import add_config_args, config_from_args
-from streamd.logs import setup_logging
 
 
 def register(sub: Any) -> None:
@@ -23,7 +23,9 @@ def register(sub: Any) -> None:
         ),
     )
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--json", action="store_true", help="JSON lines: one per window, then one per file")
+    p.add_argument(
+        "--json", action="store_true", help="JSON lines: one per window, then one per file"
+    )
     p.add_argument("--hop", type=float, metavar="S", help="override windows.hop_s")
     p.add_argument("--length", type=float, metavar="S", help="override windows.length_s")
     add_config_args(p)
@@ -37,8 +39,8 @@ def _fmt_window(ev: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamd.daemon import load_detector
-    from streamd.scoring import score_files
+    from streamd.app.daemon import load_detector
+    from streamd.offline.score import score_files
 
     cfg = config_from_args(args)
     if args.hop:
@@ -54,15 +56,31 @@ def run(args: argparse.Namespace) -> int:
         if rep.error:
             failed = True
             if args.json:
-                out.write(json.dumps({"file": rep.path, "verdict": "error", "error": rep.error}) + "\n")
+                out.write(
+                    json.dumps({"file": rep.path, "verdict": "error", "error": rep.error}) + "\n"
+                )
             else:
                 print(f"streamd score: error: {rep.error}", file=sys.stderr)
             continue
         s = rep.summary
         if args.json:
             for ev in rep.windows:
-                out.write(json.dumps({"file": rep.path, **ev["window"], "p_fake": ev["score"], "smoothed": ev["smoothed"], "alerting": ev["alerting"]}) + "\n")
-            out.write(json.dumps({"file": rep.path, "verdict": rep.verdict, "model": detector.name, **s}) + "\n")
+                out.write(
+                    json.dumps(
+                        {
+                            "file": rep.path,
+                            **ev["window"],
+                            "p_fake": ev["score"],
+                            "smoothed": ev["smoothed"],
+                            "alerting": ev["alerting"],
+                        }
+                    )
+                    + "\n"
+                )
+            out.write(
+                json.dumps({"file": rep.path, "verdict": rep.verdict, "model": detector.name, **s})
+                + "\n"
+            )
             continue
         print(f"{rep.path}")
         for ev in rep.windows:
@@ -70,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
         if rep.verdict == "no speech":
             print(f"  verdict: no speech detected in {s.get('duration_s', 0):.1f} s of audio")
         elif rep.verdict == "not enough speech":
-            print(f"  verdict: not enough speech ({s['speech_s']:.1f} s < windows.min_s {cfg.windows.min_s} s)")
+            print(
+                f"  verdict: not enough speech ({s['speech_s']:.1f} s < windows.min_s {cfg.windows.min_s} s)"
+            )
         else:
             state = "alert raised" if s["alert_raised"] else "no alert"
             print(

@@ -46,7 +46,9 @@ class EventBus:
     def last_id(self) -> int:
         return self._next_id - 1
 
-    def publish(self, type_: str, stream: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    def publish(
+        self, type_: str, stream: dict[str, Any] | None = None, **fields: Any
+    ) -> dict[str, Any]:
         event = make_event(self._next_id, type_, stream, **fields)
         if self.store is not None:
             try:

@@ -33,7 +33,12 @@ def make_event(
 ) -> dict[str, Any]:
     if type_ not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type_!r}")
-    event: dict[str, Any] = {"v": SCHEMA_VERSION, "id": int(event_id), "type": type_, "ts": utc_timestamp(ts)}
+    event: dict[str, Any] = {
+        "v": SCHEMA_VERSION,
+        "id": int(event_id),
+        "type": type_,
+        "ts": utc_timestamp(ts),
+    }
     if stream is not None:
         event["stream"] = stream
     event.update({k: v for k, v in fields.items() if v is not None})

@@ -73,12 +73,18 @@ class EventStore:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise StoreError(f"store.path: cannot create {self.path.parent} ({exc.strerror})") from None
+                raise StoreError(
+                    f"store.path: cannot create {self.path.parent} ({exc.strerror})"
+                ) from None
             self._take_lock()
             self._writer = self._connect()
             mode = self._writer.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
-                log.warning("store %s: journal_mode is %s, not wal (filesystem without shared memory?)", self.path, mode)
+                log.warning(
+                    "store %s: journal_mode is %s, not wal (filesystem without shared memory?)",
+                    self.path,
+                    mode,
+                )
             # Checkpoints (and their fsync) run from a worker thread via checkpoint(), not on append.
             self._writer.execute("PRAGMA wal_autocheckpoint=0")
             self._writer.executescript(_SCHEMA)
@@ -109,7 +115,9 @@ class EventStore:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             f.close()
-            raise StoreError(f"store.path: {self.path} is in use by another streamd process") from None
+            raise StoreError(
+                f"store.path: {self.path} is in use by another streamd process"
+            ) from None
         self._lock_file = f
 
     @staticmethod
@@ -185,7 +193,9 @@ class EventStore:
         with self._read_lock:
             return int(self._reader.execute("SELECT count(*) FROM events").fetchone()[0])
 
-    def prune(self, retention_days: float, now: float | None = None, max_rows: int | None = None) -> int:
+    def prune(
+        self, retention_days: float, now: float | None = None, max_rows: int | None = None
+    ) -> int:
         """Delete events older than ``retention_days``, in chunks; return how many went.
 
         The daemon passes ``max_rows`` and yields between calls, so a big backlog never holds the

@@ -38,4 +38,8 @@ class Source:
 
     def metric_counters(self) -> dict[str, float]:
         """Flat numeric counters for ``/metrics`` (``streamd_source_counter{source,name}``)."""
-        return {k: v for k, v in self.status().items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        return {
+            k: v
+            for k, v in self.status().items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }

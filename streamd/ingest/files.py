@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from streamd.audio import StreamInfo, read_audio
 from streamd.errors import StreamdError
 from streamd.ingest.base import Source
+from streamd.pipeline.audio import StreamInfo, read_audio
 from streamd.pipeline.hub import StreamHub
 
 log = logging.getLogger("streamd.ingest.files")
@@ -25,7 +25,9 @@ async def play_file(
     """Play one file into the hub as one stream and return its ``stream.ended`` summary."""
     data, rate = await asyncio.to_thread(read_audio, path)
     p = Path(path)
-    info = info or StreamInfo.new(source="file", leg="file", labels={"path": str(p), "name": p.name})
+    info = info or StreamInfo.new(
+        source="file", leg="file", labels={"path": str(p), "name": p.name}
+    )
     return await play_audio(hub, data, rate, info, realtime)
 
 
@@ -96,4 +98,10 @@ class FileSource(Source):
         await self.wait()
 
     def status(self) -> dict[str, Any]:
-        return {"name": self.name, "up": True, "files": len(self.paths), "finished": self.finished, "failed": self.failed}
+        return {
+            "name": self.name,
+            "up": True,
+            "files": len(self.paths),
+            "finished": self.finished,
+            "failed": self.failed,
+        }

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from streamd.audio import StreamInfo
 from streamd.errors import StreamdError, UsageError
 from streamd.ingest.base import Source
+from streamd.pipeline.audio import StreamInfo
 
 if TYPE_CHECKING:
     from streamd.config import Config
@@ -45,7 +45,9 @@ def import_sounddevice() -> Any:
     except OSError as exc:  # the module loads libportaudio at import time
         raise StreamdError(f"PortAudio library not found: {PORTAUDIO_HINT} ({exc})") from None
     except ImportError:
-        raise StreamdError("the sounddevice module is missing: pip install 'streamd[mic]'") from None
+        raise StreamdError(
+            "the sounddevice module is missing: pip install 'streamd[mic]'"
+        ) from None
     return sounddevice
 
 
@@ -73,8 +75,16 @@ def list_input_devices(sd: Any | None = None) -> list[InputDevice]:
     for d in sd.query_devices():
         if int(d["max_input_channels"]) > 0:
             api = apis[d["hostapi"]] if 0 <= d["hostapi"] < len(apis) else "?"
-            out.append(InputDevice(int(d["index"]), str(d["name"]), api, int(d["max_input_channels"]),
-                                   round(float(d["default_samplerate"])), int(d["index"]) == default_in))
+            out.append(
+                InputDevice(
+                    int(d["index"]),
+                    str(d["name"]),
+                    api,
+                    int(d["max_input_channels"]),
+                    round(float(d["default_samplerate"])),
+                    int(d["index"]) == default_in,
+                )
+            )
     return out
 
 
@@ -82,8 +92,10 @@ def resolve_device(spec: str | int | None, sd: Any | None = None) -> InputDevice
     """The input device for ``--device``/``sources.mic.device``: an index, a name, or a unique part of one."""
     devices = list_input_devices(sd)
     if not devices:
-        raise MicDeviceError("no audio input device found: PortAudio sees no device that can record "
-                             "(is a microphone connected, and is PulseAudio/PipeWire running?)")
+        raise MicDeviceError(
+            "no audio input device found: PortAudio sees no device that can record "
+            "(is a microphone connected, and is PulseAudio/PipeWire running?)"
+        )
     names = "; ".join(d.describe() for d in devices)
     if spec is None or spec == "":
         return next((d for d in devices if d.is_default), devices[0])
@@ -91,15 +103,19 @@ def resolve_device(spec: str | int | None, sd: Any | None = None) -> InputDevice
     if text.lstrip("-").isdigit():
         match = [d for d in devices if d.index == int(text)]
         if not match:
-            raise MicDeviceError(f"device {text}: no input device has this index; input devices: {names}")
+            raise MicDeviceError(
+                f"device {text}: no input device has this index; input devices: {names}"
+            )
         return match[0]
     exact = [d for d in devices if d.name.lower() == text.lower()]
     match = exact or [d for d in devices if text.lower() in d.name.lower()]
     if not match:
         raise MicDeviceError(f"device {text!r}: no input device matches; input devices: {names}")
     if len(match) > 1:
-        raise MicDeviceError(f"device {text!r}: matches {len(match)} input devices, give an index: "
-                             + "; ".join(d.describe() for d in match))
+        raise MicDeviceError(
+            f"device {text!r}: matches {len(match)} input devices, give an index: "
+            + "; ".join(d.describe() for d in match)
+        )
     return match[0]
 
 
@@ -110,13 +126,18 @@ def level_dbfs(samples: np.ndarray) -> tuple[float, float]:
     x = samples.astype(np.float32, copy=False)
     rms = float(np.sqrt(np.mean(np.square(x))))
     peak = float(np.max(np.abs(x)))
-    return (20 * math.log10(rms) if rms > 1e-5 else -100.0, 20 * math.log10(peak) if peak > 1e-5 else -100.0)
+    return (
+        20 * math.log10(rms) if rms > 1e-5 else -100.0,
+        20 * math.log10(peak) if peak > 1e-5 else -100.0,
+    )
 
 
 class MicCapture:
     """An open PortAudio input stream whose blocks come out of ``read()`` on the event loop."""
 
-    def __init__(self, device: InputDevice, sample_rate: int | None = None, queue_blocks: int = QUEUE_BLOCKS) -> None:
+    def __init__(
+        self, device: InputDevice, sample_rate: int | None = None, queue_blocks: int = QUEUE_BLOCKS
+    ) -> None:
         self.device = device
         self.requested_rate = sample_rate
         self.rate = 0
@@ -132,16 +153,27 @@ class MicCapture:
 
     def _settings(self, sd: Any) -> tuple[int, int]:
         """A rate and channel count the device takes: the requested rate, else its own."""
-        rates = [r for r in (self.requested_rate, self.device.default_rate, 48000, 44100, 16000) if r]
+        rates = [
+            r for r in (self.requested_rate, self.device.default_rate, 48000, 44100, 16000) if r
+        ]
         for channels in dict.fromkeys((1, min(2, self.device.channels))):
             for rate in dict.fromkeys(rates):
                 try:
-                    sd.check_input_settings(device=self.device.index, channels=channels, samplerate=rate, dtype="float32")
+                    sd.check_input_settings(
+                        device=self.device.index,
+                        channels=channels,
+                        samplerate=rate,
+                        dtype="float32",
+                    )
                 except Exception:
                     continue
                 if self.requested_rate and rate != self.requested_rate:
-                    log.warning("device %s does not take %d Hz: recording at %d Hz and resampling",
-                                self.device.name, self.requested_rate, rate)
+                    log.warning(
+                        "device %s does not take %d Hz: recording at %d Hz and resampling",
+                        self.device.name,
+                        self.requested_rate,
+                        rate,
+                    )
                 return rate, channels
         return self.device.default_rate, 1
 
@@ -160,18 +192,29 @@ class MicCapture:
         self.rate, self.channels = self._settings(sd)
         try:
             self._stream = sd.InputStream(
-                device=self.device.index, channels=self.channels, samplerate=self.rate, dtype="float32",
-                blocksize=max(1, int(self.rate * BLOCK_S)), callback=self._callback,
+                device=self.device.index,
+                channels=self.channels,
+                samplerate=self.rate,
+                dtype="float32",
+                blocksize=max(1, int(self.rate * BLOCK_S)),
+                callback=self._callback,
             )
             self._stream.start()
         except Exception as exc:  # sd.PortAudioError, or ValueError for bad settings
             self._stream = None
             msg = str(exc)
             if any(s in msg.lower() for s in ("unavailable", "busy", "-9985", "-9993")):
-                raise StreamdError(f"input device {self.device.name!r} is busy or unavailable (another program may "
-                                   f"be using it, or it was unplugged): {msg}") from None
+                raise StreamdError(
+                    f"input device {self.device.name!r} is busy or unavailable (another program may "
+                    f"be using it, or it was unplugged): {msg}"
+                ) from None
             raise StreamdError(f"cannot open input device {self.device.name!r}: {msg}") from None
-        log.info("recording from %s at %d Hz, %d channel(s)", self.device.describe(), self.rate, self.channels)
+        log.info(
+            "recording from %s at %d Hz, %d channel(s)",
+            self.device.describe(),
+            self.rate,
+            self.channels,
+        )
 
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         # PortAudio's thread: copy the block (the buffer is reused) and hand it to the loop.
@@ -220,8 +263,12 @@ class MicSource(Source):
 
     name = "mic"
 
-    def __init__(self, device: str | int | None = None, sample_rate: int | None = None,
-                 on_audio: Callable[[StreamPipeline, np.ndarray], None] | None = None) -> None:
+    def __init__(
+        self,
+        device: str | int | None = None,
+        sample_rate: int | None = None,
+        on_audio: Callable[[StreamPipeline, np.ndarray], None] | None = None,
+    ) -> None:
         self.device_spec = device
         self.sample_rate = sample_rate
         self.on_audio = on_audio
@@ -239,7 +286,9 @@ class MicSource(Source):
         device = await asyncio.to_thread(resolve_device, self.device_spec)
         self.capture = MicCapture(device, self.sample_rate)
         self.capture.open()
-        info = StreamInfo.new(source="mic", leg="mic", labels={"device": device.name, "rate": str(self.capture.rate)})
+        info = StreamInfo.new(
+            source="mic", leg="mic", labels={"device": device.name, "rate": str(self.capture.rate)}
+        )
         try:
             self.stream = hub.open_stream(info, self.capture.rate)
         except Exception:
@@ -270,7 +319,10 @@ class MicSource(Source):
     def status(self) -> dict[str, Any]:
         c = self.capture
         return {
-            "name": self.name, "up": c is not None and c.running,
-            "device": c.device.name if c else self.device_spec, "rate": c.rate if c else None,
-            "dropped_blocks": c.dropped_blocks if c else 0, "portaudio_overflows": c.portaudio_overflows if c else 0,
+            "name": self.name,
+            "up": c is not None and c.running,
+            "device": c.device.name if c else self.device_spec,
+            "rate": c.rate if c else None,
+            "dropped_blocks": c.dropped_blocks if c else 0,
+            "portaudio_overflows": c.portaudio_overflows if c else 0,
         }

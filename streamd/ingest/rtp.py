@@ -35,11 +35,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from streamd.codecs import CodecError, Decoder, make_decoder
+from streamd.codecs.decoders import CodecError, Decoder, make_decoder
 from streamd.errors import StreamdError
 from streamd.protocols.jitter import Gap, JitterBuffer, Payload
 from streamd.protocols.rtp import RtpError, is_rtcp, parse_rtp
-from streamd.protocols.sdp import AnsweredMedia
+from streamd.protocols.sip.sdp import AnsweredMedia
 
 if TYPE_CHECKING:
     from streamd.pipeline.stream import StreamPipeline
@@ -109,7 +109,9 @@ class PortPool:
                 sock.close()
                 if exc.errno in (errno.EADDRINUSE, errno.EACCES):
                     continue  # another process holds it: try the next one
-                raise PortsExhausted(f"sources.sip.rtp_ports: cannot bind {self.host}:{port} ({exc})") from None
+                raise PortsExhausted(
+                    f"sources.sip.rtp_ports: cannot bind {self.host}:{port} ({exc})"
+                ) from None
             sock.setblocking(False)
             self.in_use.add(port)
             return sock
@@ -130,8 +132,14 @@ class RtpReceiver(asyncio.DatagramProtocol):
     """One m-line's RTP: source check, jitter buffer, decoder, and the stream it writes to."""
 
     def __init__(
-        self, pool: PortPool, port: int, limits: RtpLimits, counters: RtpCounters,
-        allowed: Callable[[str], bool], warn: Warn, name: str,
+        self,
+        pool: PortPool,
+        port: int,
+        limits: RtpLimits,
+        counters: RtpCounters,
+        allowed: Callable[[str], bool],
+        warn: Warn,
+        name: str,
     ) -> None:
         self.pool = pool
         self.port = port
@@ -165,8 +173,13 @@ class RtpReceiver(asyncio.DatagramProtocol):
 
     @classmethod
     async def open(
-        cls, pool: PortPool, limits: RtpLimits, counters: RtpCounters,
-        allowed: Callable[[str], bool], warn: Warn, name: str,
+        cls,
+        pool: PortPool,
+        limits: RtpLimits,
+        counters: RtpCounters,
+        allowed: Callable[[str], bool],
+        warn: Warn,
+        name: str,
     ) -> RtpReceiver:
         sock = pool.bind()
         port = int(sock.getsockname()[1])
@@ -201,7 +214,12 @@ class RtpReceiver(asyncio.DatagramProtocol):
             self.last_valid = self.loop.time()  # a resumed hold starts the inactivity clock afresh
         self.expecting = expecting
         self.media = media
-        key = (codec.encoding.upper(), codec.clock_rate, codec.channels, event.payload_type if event else None)
+        key = (
+            codec.encoding.upper(),
+            codec.clock_rate,
+            codec.channels,
+            event.payload_type if event else None,
+        )
         if key != self._codec_key or resumed:  # time on hold is not stream time: a fresh buffer
             self._switch_codec(media)
             self._codec_key = key
@@ -220,8 +238,11 @@ class RtpReceiver(asyncio.DatagramProtocol):
         ignore = {CN_PAYLOAD_TYPE} | ({event.payload_type} if event is not None else set())
         self.decoder = decoder
         self.buffer = JitterBuffer(
-            codec.clock_rate, target_ms=self.limits.jitter_ms, ptime_ms=self.limits.ptime_ms,
-            duration_of=self._duration_of, ignore_payload_types=ignore,
+            codec.clock_rate,
+            target_ms=self.limits.jitter_ms,
+            ptime_ms=self.limits.ptime_ms,
+            duration_of=self._duration_of,
+            ignore_payload_types=ignore,
         )
         self._lost_noted = 0
         self._block = round(decoder.sample_rate * WRITE_BLOCK_MS / 1000)
@@ -336,8 +357,13 @@ class RtpReceiver(asyncio.DatagramProtocol):
                 ticks = item.samples
                 if ticks > max_gap:
                     self.counters.gaps_capped += 1
-                    self.warn("%s: %s gap of %.1f s written as %.1f s of silence (max_gap_s)", self.name,
-                              item.reason, ticks / decoder.clock_rate, max_gap / decoder.clock_rate)
+                    self.warn(
+                        "%s: %s gap of %.1f s written as %.1f s of silence (max_gap_s)",
+                        self.name,
+                        item.reason,
+                        ticks / decoder.clock_rate,
+                        max_gap / decoder.clock_rate,
+                    )
                     ticks = max_gap
                 pcm = decoder.silence(ticks)
             else:
@@ -391,7 +417,9 @@ class RtpReceiver(asyncio.DatagramProtocol):
             try:
                 await stream.close(reason)
             except Exception:
-                log.exception("%s: stream %s did not close cleanly", self.name, stream.info.stream_id)
+                log.exception(
+                    "%s: stream %s did not close cleanly", self.name, stream.info.stream_id
+                )
 
     def discard(self) -> None:
         """Close the socket and free the port (also for a receiver whose call never answered)."""

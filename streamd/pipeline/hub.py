@@ -11,15 +11,15 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from streamd.audio import StreamInfo
 from streamd.errors import StreamdError
+from streamd.pipeline.audio import StreamInfo
 from streamd.pipeline.stream import StreamPipeline
 
 if TYPE_CHECKING:
     from streamd.config import Config
     from streamd.events.bus import EventBus
+    from streamd.model.session import Detector
     from streamd.pipeline.scorer import Score, Scorer
-    from streamd.runtime.session import Detector
 
 log = logging.getLogger("streamd.hub")
 
@@ -51,7 +51,13 @@ def fit_windows(config: Config, detector: Detector) -> tuple[float, float, float
     if (length, min_s) != (w.length_s, w.min_s):
         log.info(
             "model %s takes %.2f-%.2f s windows: using length_s=%.2f min_s=%.2f (config %.2f/%.2f)",
-            detector.name, m.min_s, m.max_s, length, min_s, w.length_s, w.min_s,
+            detector.name,
+            m.min_s,
+            m.max_s,
+            length,
+            min_s,
+            w.length_s,
+            w.min_s,
         )
     return length, min_s, w.hop_s
 
@@ -82,7 +88,13 @@ class StreamHub:
             raise HubRefused(f"stream {info.stream_id} is already open")
         stream = StreamPipeline(info, sample_rate, self)
         self.streams[info.stream_id] = stream
-        log.info("stream %s opened (source=%s leg=%s rate=%d)", info.stream_id, info.source, info.leg, sample_rate)
+        log.info(
+            "stream %s opened (source=%s leg=%s rate=%d)",
+            info.stream_id,
+            info.source,
+            info.leg,
+            sample_rate,
+        )
         self.bus.publish(
             "stream.started", info.to_json(), sample_rate=sample_rate, model=self.model_json
         )
@@ -114,7 +126,9 @@ class StreamHub:
         self.accepting = False
         streams = list(self.streams.values())
         if streams:
-            results = await asyncio.gather(*(s.close(reason) for s in streams), return_exceptions=True)
+            results = await asyncio.gather(
+                *(s.close(reason) for s in streams), return_exceptions=True
+            )
             for s, r in zip(streams, results, strict=True):
                 if isinstance(r, BaseException):
                     log.error("stream %s did not close cleanly: %s", s.info.stream_id, r)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streamd.runtime.session import Detector
+from streamd.model.session import Detector
 
 log = logging.getLogger("streamd.scorer")
 
@@ -137,5 +137,11 @@ class Scorer:
             for i, j in enumerate(live):
                 if not j.future.done():
                     j.future.set_result(
-                        Score(float(p[i]), tuple(float(v) for v in logits[i]), len(live), t1 - j.t_submit, t1 - t0)
+                        Score(
+                            float(p[i]),
+                            tuple(float(v) for v in logits[i]),
+                            len(live),
+                            t1 - j.t_submit,
+                            t1 - t0,
+                        )
                     )

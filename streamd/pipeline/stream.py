@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from streamd.audio import SAMPLE_RATE, AudioConverter, StreamInfo
+from streamd.pipeline.audio import SAMPLE_RATE, AudioConverter, StreamInfo
 from streamd.pipeline.smoother import Smoother
 from streamd.pipeline.vad import SpeechGate
 from streamd.pipeline.windows import Window, Windower
@@ -38,12 +38,16 @@ class StreamPipeline:
         self._windower = Windower(length_s, min_s, hop_s, cfg.vad.pause_s)
         raise_, clear = hub.thresholds
         a = cfg.alerts
-        self.smoother = Smoother(raise_, clear, a.method, a.alpha, a.n, a.raise_after, a.clear_after)
+        self.smoother = Smoother(
+            raise_, clear, a.method, a.alpha, a.n, a.raise_after, a.clear_after
+        )
         self._results: asyncio.Queue[tuple[Window, asyncio.Future[Score]] | None] = asyncio.Queue()
         self._task = asyncio.create_task(self._consume(), name=f"stream-{info.stream_id}")
         self.closed = False
         self.native_samples = 0
-        self._duration_fix = 0.0  # seconds: native_samples counted at earlier rates (set_sample_rate)
+        self._duration_fix = (
+            0.0  # seconds: native_samples counted at earlier rates (set_sample_rate)
+        )
         self.frames_lost = 0
         self.windows = 0
         self.scores: list[float] = []
@@ -80,7 +84,9 @@ class StreamPipeline:
         if rate != self.sample_rate:
             self._feed(self._converter.flush())
             # native_samples stays a plain count: the summary's duration corrects for the old rate
-            self._duration_fix += self.native_samples / self.sample_rate - self.native_samples / rate
+            self._duration_fix += (
+                self.native_samples / self.sample_rate - self.native_samples / rate
+            )
             self.sample_rate = rate
             self._converter = AudioConverter(rate)
 
@@ -108,14 +114,18 @@ class StreamPipeline:
         self._results.put_nowait(None)
         await self._task
         summary = self._summary(reason)
-        self.hub.bus.publish("stream.ended", self.stream_json, summary=summary, model=self.hub.model_json)
+        self.hub.bus.publish(
+            "stream.ended", self.stream_json, summary=summary, model=self.hub.model_json
+        )
         self.hub.forget(self)
         return summary
 
     def _summary(self, reason: str) -> dict[str, Any]:
         return {
             "reason": reason,
-            "duration_s": round(self.native_samples / self.sample_rate + self._duration_fix, 3) if self.sample_rate else 0.0,
+            "duration_s": round(self.native_samples / self.sample_rate + self._duration_fix, 3)
+            if self.sample_rate
+            else 0.0,
             "speech_s": round(self._gate.speech_samples / SAMPLE_RATE, 3),
             "windows": self.windows,
             "max_score": round(max(self.scores), 4) if self.scores else None,
@@ -136,7 +146,13 @@ class StreamPipeline:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.error("stream %s: window %.2f-%.2f s not scored: %s", self.info.stream_id, window.start_s, window.end_s, exc)
+                log.error(
+                    "stream %s: window %.2f-%.2f s not scored: %s",
+                    self.info.stream_id,
+                    window.start_s,
+                    window.end_s,
+                    exc,
+                )
                 continue
             self._publish(window, score)
 
@@ -178,6 +194,8 @@ class StreamPipeline:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         summary = self._summary(reason)
-        self.hub.bus.publish("stream.ended", self.stream_json, summary=summary, model=self.hub.model_json)
+        self.hub.bus.publish(
+            "stream.ended", self.stream_json, summary=summary, model=self.hub.model_json
+        )
         self.hub.forget(self)
         return summary

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamd.audio import SAMPLE_RATE
+from streamd.pipeline.audio import SAMPLE_RATE
 
 
 @dataclass(frozen=True, slots=True)

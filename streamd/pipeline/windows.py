@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamd.audio import SAMPLE_RATE
+from streamd.pipeline.audio import SAMPLE_RATE
 from streamd.pipeline.vad import Frame
 
 

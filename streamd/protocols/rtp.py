@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from streamd.protocols.errors import ProtocolError
+from streamd.errors import ProtocolError
 
 RTP_VERSION = 2
 HEADER_SIZE = 12

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streamd.telephony import g711_roundtrip
+from streamd.offline.channel import g711_roundtrip
 
 SAMPLE_RATE = 16000
 NOISE_COLORS = ("white", "pink", "brown", "hum")
@@ -59,7 +59,9 @@ def packet_loss(
     """Zero whole ``frame_ms`` packets in Gilbert-Elliott bursts; the length never changes."""
     frame = SAMPLE_RATE * frame_ms // 1000
     n_frames = -(-len(audio) // frame)
-    lost = np.repeat(gilbert_elliott_mask(n_frames, rng, loss_rate, mean_burst), frame)[: len(audio)]
+    lost = np.repeat(gilbert_elliott_mask(n_frames, rng, loss_rate, mean_burst), frame)[
+        : len(audio)
+    ]
     out = np.array(audio, dtype=np.float32, copy=True)
     out[lost] = 0.0
     return out
@@ -150,7 +152,9 @@ class Augmented:
     applied: list[str] = field(default_factory=list)
 
 
-def augment(audio: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig | None = None) -> Augmented:
+def augment(
+    audio: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig | None = None
+) -> Augmented:
     """One random draw of the chain, in the order a call applies it.
 
     Talker side (level, background noise), then the channel (band-limiting, G.711 at 8 kHz),

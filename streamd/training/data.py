@@ -19,8 +19,8 @@ from typing import Literal
 import numpy as np
 
 from streamd.config import Config
-from streamd.datasets import LabeledClip
 from streamd.errors import UsageError
+from streamd.offline.datasets import LabeledClip
 from streamd.pipeline.vad import SpeechGate
 from streamd.pipeline.windows import Window, Windower
 from streamd.training.augment import AugmentConfig, augment, g711
@@ -46,7 +46,9 @@ class WindowRules:
     @classmethod
     def from_config(cls, cfg: Config) -> WindowRules:
         v, w = cfg.vad, cfg.windows
-        return cls(v.aggressiveness, v.frame_ms, v.hangover_ms, v.pause_s, w.length_s, w.min_s, w.hop_s)
+        return cls(
+            v.aggressiveness, v.frame_ms, v.hangover_ms, v.pause_s, w.length_s, w.min_s, w.hop_s
+        )
 
     def key(self) -> str:
         return repr(tuple(self.__dict__.values()))

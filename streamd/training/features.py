@@ -36,11 +36,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from streamd.audio import load_audio
-from streamd.datasets import LabeledClip
-from streamd.detectors.export import ExportPlan
 from streamd.errors import StreamdError, UsageError
-from streamd.runtime.manifest import WindowSpec, sha256_file
+from streamd.export.export import ExportPlan
+from streamd.model.manifest import WindowSpec, sha256_file
+from streamd.offline.datasets import LabeledClip
+from streamd.pipeline.audio import load_audio
 from streamd.training.augment import AugmentConfig
 from streamd.training.data import WindowRules, fingerprint, render, training_windows
 
@@ -58,7 +58,9 @@ class FamilyAdapter(ABC):
     setting: str
     cache_key: str  # same key = same frozen features (checkpoint, frozen part)
     disk_cache: bool = True
-    window: WindowSpec  # the window range the exported model declares (the daemon fits windows to it)
+    window: (
+        WindowSpec  # the window range the exported model declares (the daemon fits windows to it)
+    )
     fake_index: int = 0
     real_index: int = 1
     n_labels: int = 2
@@ -105,14 +107,20 @@ class HeadCall(nn.Module):
 
 
 #: parameter-name prefixes each AASIST setting freezes ("" = all but out_layer)
-AASIST_FROZEN: dict[str, tuple[str, ...]] = {"head": ("",), "graph": ("conv_time.", "first_bn.", "encoder."), "all": ()}
+AASIST_FROZEN: dict[str, tuple[str, ...]] = {
+    "head": ("",),
+    "graph": ("conv_time.", "first_bn.", "encoder."),
+    "all": (),
+}
 
 
 class AasistAdapter(FamilyAdapter):
     family = "aasist"
 
-    def __init__(self, checkpoint: Path, setting: str, device: str = "cpu", config_path: Path | None = None) -> None:
-        from streamd.detectors.aasist import load_checkpoint
+    def __init__(
+        self, checkpoint: Path, setting: str, device: str = "cpu", config_path: Path | None = None
+    ) -> None:
+        from streamd.export.aasist import load_checkpoint
 
         if setting not in SETTINGS:
             raise UsageError(f"--train {setting}: choose one of {', '.join(SETTINGS)}")
@@ -122,24 +130,34 @@ class AasistAdapter(FamilyAdapter):
         self.device = device
         self.model = load_checkpoint(checkpoint, config_path)
         self.n_samples = self.model.config.nb_samp
-        self.window = WindowSpec(min_s=2.5, max_s=self.n_samples / 16000, pad="repeat")  # as aasist_export declares
+        self.window = WindowSpec(
+            min_s=2.5, max_s=self.n_samples / 16000, pad="repeat"
+        )  # as aasist_export declares
         frozen = AASIST_FROZEN[setting]
         for name, p in self.model.named_parameters():
-            p.requires_grad_(not (any(name.startswith(f) for f in frozen) and not name.startswith("out_layer.")))
+            p.requires_grad_(
+                not (any(name.startswith(f) for f in frozen) and not name.startswith("out_layer."))
+            )
         m = self.model
         fns: dict[str, Callable[..., Tensor]] = {
             "head": lambda embed: m.out_layer(m.drop(embed)),
-            "graph": lambda spectral, temporal: m.out_layer(m.drop(m.graph_embed(spectral, temporal))),
+            "graph": lambda spectral, temporal: m.out_layer(
+                m.drop(m.graph_embed(spectral, temporal))
+            ),
             "all": lambda wave: m(wave),
         }
         self._head = HeadCall(m, fns[setting])
         self.disk_cache = setting != "all"
         # head and graph share one cache: head derives its readout from the cached graph nodes
         kind = "wave" if setting == "all" else "nodes"
-        self.cache_key = fingerprint("aasist", sha256_file(checkpoint), str(config_path), kind, self.n_samples)
+        self.cache_key = fingerprint(
+            "aasist", sha256_file(checkpoint), str(config_path), kind, self.n_samples
+        )
         trained = sorted({n.split(".")[0] for n, p in m.named_parameters() if p.requires_grad})
         self.trained_layers = ", ".join(trained)
-        self.frozen_layers = ", ".join(sorted({n.split(".")[0] for n, p in m.named_parameters() if not p.requires_grad}))
+        self.frozen_layers = ", ".join(
+            sorted({n.split(".")[0] for n, p in m.named_parameters() if not p.requires_grad})
+        )
         self.base_state = state_of(self._head)
         self.to(device)
 
@@ -148,7 +166,7 @@ class AasistAdapter(FamilyAdapter):
         return self._head
 
     def features(self, windows: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        from streamd.detectors.aasist import tile_to_length
+        from streamd.export.aasist import tile_to_length
 
         m = self.model
         was_training = m.training
@@ -156,7 +174,12 @@ class AasistAdapter(FamilyAdapter):
         try:
             with torch.inference_mode():
                 wave = torch.stack(
-                    [tile_to_length(torch.from_numpy(np.asarray(w, np.float32))[None], self.n_samples)[0] for w in windows]
+                    [
+                        tile_to_length(
+                            torch.from_numpy(np.asarray(w, np.float32))[None], self.n_samples
+                        )[0]
+                        for w in windows
+                    ]
                 ).to(self.device)
                 if self.setting == "all":
                     return {"wave": wave.cpu().numpy()}
@@ -173,15 +196,21 @@ class AasistAdapter(FamilyAdapter):
         m.eval()
         try:
             with torch.inference_mode():
-                out = [m.graph_embed(torch.from_numpy(feats["spectral"][i : i + 256]).to(self.device),
-                                     torch.from_numpy(feats["temporal"][i : i + 256]).to(self.device)).cpu().numpy()
-                       for i in range(0, len(feats["spectral"]), 256)]
+                out = [
+                    m.graph_embed(
+                        torch.from_numpy(feats["spectral"][i : i + 256]).to(self.device),
+                        torch.from_numpy(feats["temporal"][i : i + 256]).to(self.device),
+                    )
+                    .cpu()
+                    .numpy()
+                    for i in range(0, len(feats["spectral"]), 256)
+                ]
             return {"embed": np.concatenate(out)}
         finally:
             m.train(was_training)
 
     def export_plan(self, work_dir: Path, name: str) -> ExportPlan:
-        from streamd.detectors import aasist_export
+        from streamd.export import aasist_export
 
         work_dir.mkdir(parents=True, exist_ok=True)
         pth = work_dir / f"{name}.pth"
@@ -189,20 +218,26 @@ class AasistAdapter(FamilyAdapter):
         torch.save(self.model.state_dict(), pth)
         plan = aasist_export.load_plan(pth, config_path=self.config_path)
         plan.extra["export_from"] = str(pth.resolve())
-        plan.extra["export_options"] = {"config_path": str(self.config_path)} if self.config_path else {}
+        plan.extra["export_options"] = (
+            {"config_path": str(self.config_path)} if self.config_path else {}
+        )
         self.model.to(self.device)
         return plan
 
 
-def make_adapter(family: str, checkpoint: Path, setting: str, device: str, config_path: Path | None = None) -> FamilyAdapter:
+def make_adapter(
+    family: str, checkpoint: Path, setting: str, device: str, config_path: Path | None = None
+) -> FamilyAdapter:
     """The family's frozen features, trainable head and export, for ``--train setting``."""
     if family == "aasist":
         return AasistAdapter(checkpoint, setting, device, config_path)
     if family == "wav2vec2-seqcls":
-        from streamd.training.wav2vec2 import Wav2Vec2Adapter
+        from streamd.training.backbone import Wav2Vec2Adapter
 
         return Wav2Vec2Adapter(checkpoint, setting, device)
-    raise UsageError(f"streamd train supports the families aasist and wav2vec2-seqcls, not {family!r}")
+    raise UsageError(
+        f"streamd train supports the families aasist and wav2vec2-seqcls, not {family!r}"
+    )
 
 
 @dataclass
@@ -214,7 +249,9 @@ class FeatureTable:
     cond: np.ndarray
     label: np.ndarray
     conditions: list[str]
-    skipped: list[str] = field(default_factory=list)  # clips that gave no window or could not be read
+    skipped: list[str] = field(
+        default_factory=list
+    )  # clips that gave no window or could not be read
 
     def __len__(self) -> int:
         return len(self.clip)
@@ -237,11 +274,21 @@ class FeatureRecipe:
     def key(self, clip: LabeledClip, condition: str) -> str:
         stat = clip.path.stat()
         aug = (self.seed, repr(self.augment)) if condition.startswith("aug") else ()
-        return fingerprint(str(clip.path.resolve()), stat.st_size, stat.st_mtime_ns, condition, aug,
-                           self.rules.key(), self.max_windows, self.short)
+        return fingerprint(
+            str(clip.path.resolve()),
+            stat.st_size,
+            stat.st_mtime_ns,
+            condition,
+            aug,
+            self.rules.key(),
+            self.max_windows,
+            self.short,
+        )
 
 
-def _windows_features(adapter: FamilyAdapter, windows: list[np.ndarray], batch: int) -> dict[str, np.ndarray]:
+def _windows_features(
+    adapter: FamilyAdapter, windows: list[np.ndarray], batch: int
+) -> dict[str, np.ndarray]:
     parts = [adapter.features(windows[i : i + batch]) for i in range(0, len(windows), batch)]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
@@ -268,8 +315,15 @@ def build_table(
         folder.mkdir(parents=True, exist_ok=True)
     chunks: list[tuple[int, int, dict[str, np.ndarray]]] = []
     skipped: list[str] = []
-    with Progress(TextColumn("frozen features"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
-                  TimeRemainingColumn(), disable=not show_progress, transient=True) as bar:
+    with Progress(
+        TextColumn("frozen features"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+        TimeRemainingColumn(),
+        disable=not show_progress,
+        transient=True,
+    ) as bar:
         task = bar.add_task("features", total=len(clips) * len(recipe.conditions), note="")
         for ci, clip in enumerate(clips):
             audio: np.ndarray | None = None
@@ -287,8 +341,12 @@ def build_table(
                             skipped.append(f"{clip.path}: {exc}")
                             break
                     bar.update(task, note=clip.path.name[:30])
-                    wins = training_windows(render(audio, cond, clip, recipe.seed, recipe.augment),
-                                            recipe.rules, recipe.max_windows, recipe.short)
+                    wins = training_windows(
+                        render(audio, cond, clip, recipe.seed, recipe.augment),
+                        recipe.rules,
+                        recipe.max_windows,
+                        recipe.short,
+                    )
                     feats = _windows_features(adapter, wins, batch) if wins else {}
                     if path is not None:
                         tmp = path.with_suffix(".tmp.npz")

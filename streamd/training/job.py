@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from streamd.datasets import LabeledClip
-from streamd.detectors import guess_family
-from streamd.detectors.export import export_plan
 from streamd.errors import UsageError
-from streamd.runtime.manifest import load_manifest, resolve_manifest, sha256_file, write_manifest
+from streamd.export import guess_family
+from streamd.export.export import export_plan
+from streamd.model.manifest import load_manifest, resolve_manifest, sha256_file, write_manifest
+from streamd.offline.datasets import LabeledClip
 from streamd.training.data import Split, WindowRules, conditions, split_by_group
 from streamd.training.features import FeatureRecipe, build_table, make_adapter
 from streamd.training.report import format_logo, format_validation
@@ -39,11 +39,18 @@ class Base:
 def resolve_base(spec: str, models_dir: str) -> Base:
     path = Path(spec)
     if path.exists():
-        from streamd.detectors.catalog import by_sha256
+        from streamd.export.catalog import by_sha256
 
         known = by_sha256(sha256_file(path)) if path.is_file() else None
-        return Base(guess_family(path), path, None, path.stem, known.url if known else str(path.resolve()),
-                    known.license if known else "see the checkpoint's source", known.reported if known else None)
+        return Base(
+            guess_family(path),
+            path,
+            None,
+            path.stem,
+            known.url if known else str(path.resolve()),
+            known.license if known else "see the checkpoint's source",
+            known.reported if known else None,
+        )
     manifest = load_manifest(resolve_manifest(models_dir, spec))
     origin = getattr(manifest, "export_from", None)
     if not origin or not Path(origin).exists():
@@ -52,8 +59,15 @@ def resolve_base(spec: str, models_dir: str) -> Base:
             "pass the .pth or Hugging Face folder it was exported from"
         )
     conf = (getattr(manifest, "export_options", None) or {}).get("config_path")
-    return Base(manifest.family, Path(origin), Path(conf) if conf else None, manifest.name, manifest.source,
-                manifest.license, manifest.metrics.get("reported"))
+    return Base(
+        manifest.family,
+        Path(origin),
+        Path(conf) if conf else None,
+        manifest.name,
+        manifest.source,
+        manifest.license,
+        manifest.metrics.get("reported"),
+    )
 
 
 @dataclass(frozen=True)
@@ -96,61 +110,114 @@ def run_job(clips: list[LabeledClip], o: JobOptions, say: Any = print) -> dict[s
     base = resolve_base(o.base, o.models_dir)
     split = split_by_group(clips, o.val_by, o.val_fraction, o.train.seed)  # type: ignore[arg-type]
     write_split(clips, split, o.work_dir)
-    say(f"base {base.name} ({base.family}, {base.checkpoint}); {len(clips)} clips; validation by {o.val_by}: "
-        f"{len(split.val)} clips in {len(split.val_groups)} groups, training {len(split.train)} clips")
-    adapter = make_adapter(base.family, base.checkpoint, o.train.setting, o.train.device, base.config_path)
-    say(f"--train {o.train.setting}: trains {adapter.trained_layers}; frozen: {adapter.frozen_layers or 'nothing'}")
+    say(
+        f"base {base.name} ({base.family}, {base.checkpoint}); {len(clips)} clips; validation by {o.val_by}: "
+        f"{len(split.val)} clips in {len(split.val_groups)} groups, training {len(split.train)} clips"
+    )
+    adapter = make_adapter(
+        base.family, base.checkpoint, o.train.setting, o.train.device, base.config_path
+    )
+    say(
+        f"--train {o.train.setting}: trains {adapter.trained_layers}; frozen: {adapter.frozen_layers or 'nothing'}"
+    )
     rules = o.rules.fitted(adapter.window.min_s, adapter.window.max_s)
-    recipe = FeatureRecipe(rules, tuple(conditions(o.augmented_draws)), o.max_windows, o.short_clips, o.train.seed)
+    recipe = FeatureRecipe(
+        rules, tuple(conditions(o.augmented_draws)), o.max_windows, o.short_clips, o.train.seed
+    )
     t0 = time.perf_counter()
     table = build_table(clips, adapter, recipe, o.cache_dir, o.show_progress)
     feat_s = time.perf_counter() - t0
-    say(f"frozen features: {len(table)} windows x conditions {', '.join(table.conditions)} in {feat_s:.0f} s"
-        + (f"; {len(table.skipped)} clips skipped" if table.skipped else ""))
+    say(
+        f"frozen features: {len(table)} windows x conditions {', '.join(table.conditions)} in {feat_s:.0f} s"
+        + (f"; {len(table.skipped)} clips skipped" if table.skipped else "")
+    )
     train_rows = np.flatnonzero(np.isin(table.clip, split.train))
     val_rows = np.flatnonzero(np.isin(table.clip, split.val))
     base_fig = figures(table, val_rows, predict(adapter, table, val_rows), None, o.train.far)
-    result = train(adapter, table, train_rows, val_rows, o.train, o.work_dir / "checkpoint.pt",
-                   resume=o.resume, show_progress=o.show_progress)
+    result = train(
+        adapter,
+        table,
+        train_rows,
+        val_rows,
+        o.train,
+        o.work_dir / "checkpoint.pt",
+        resume=o.resume,
+        show_progress=o.show_progress,
+    )
     p = predict(adapter, table, val_rows)
     threshold = pick_threshold(table, val_rows, p, o.train.far)
     record = {
-        "date": date.today().isoformat(), "base": {"name": base.name, "checkpoint_sha256": sha256_file(base.checkpoint),
-                                                    "source": base.source},
-        "data": [str(Path(d).resolve()) for d in o.data], "clips": len(clips), "train": o.train.setting,
-        "trained_layers": adapter.trained_layers, "frozen_layers": adapter.frozen_layers,
-        "options": {k: v for k, v in o.train.__dict__.items() if k != "device"} | {"lr": o.train.learning_rate},
-        "conditions": table.conditions, "max_windows_per_clip": o.max_windows, "short_clips": o.short_clips,
-        "split": {"by": split.by, "val_groups": split.val_groups, "train_clips": len(split.train), "val_clips": len(split.val),
-                  "train_windows": len(train_rows), "val_windows": len(val_rows)},
-        "best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "best_val_auc": round(result.best_auc, 4),
-        "history": result.history, "far": o.train.far, "threshold": round(threshold, 6),
+        "date": date.today().isoformat(),
+        "base": {
+            "name": base.name,
+            "checkpoint_sha256": sha256_file(base.checkpoint),
+            "source": base.source,
+        },
+        "data": [str(Path(d).resolve()) for d in o.data],
+        "clips": len(clips),
+        "train": o.train.setting,
+        "trained_layers": adapter.trained_layers,
+        "frozen_layers": adapter.frozen_layers,
+        "options": {k: v for k, v in o.train.__dict__.items() if k != "device"}
+        | {"lr": o.train.learning_rate},
+        "conditions": table.conditions,
+        "max_windows_per_clip": o.max_windows,
+        "short_clips": o.short_clips,
+        "split": {
+            "by": split.by,
+            "val_groups": split.val_groups,
+            "train_clips": len(split.train),
+            "val_clips": len(split.val),
+            "train_windows": len(train_rows),
+            "val_windows": len(val_rows),
+        },
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "best_val_auc": round(result.best_auc, 4),
+        "history": result.history,
+        "far": o.train.far,
+        "threshold": round(threshold, 6),
         "seconds": {"features": round(feat_s, 1), "training": round(result.seconds, 1)},
-        "validation_base": base_fig, "validation_adapted": figures(table, val_rows, p, threshold, o.train.far),
+        "validation_base": base_fig,
+        "validation_adapted": figures(table, val_rows, p, threshold, o.train.far),
     }
     say(format_validation(record))
     plan = adapter.export_plan(o.work_dir, o.out)
     plan.threshold = threshold
-    plan.source = (f"streamd train: {base.name} ({base.source}) fine-tuned ({o.train.setting}) on "
-                   f"{', '.join(o.data)} ({len(clips)} clips)")
+    plan.source = (
+        f"streamd train: {base.name} ({base.source}) fine-tuned ({o.train.setting}) on "
+        f"{', '.join(o.data)} ({len(clips)} clips)"
+    )
     plan.license = f"{base.license} (base weights); fine-tuned on the data named in source"
-    plan.metrics = {"reported_by_base": base.reported, "train": record} if base.reported else {"train": record}
+    plan.metrics = (
+        {"reported_by_base": base.reported, "train": record} if base.reported else {"train": record}
+    )
     res = export_plan(plan, o.models_dir, o.out, say=say)
     if o.logo:
         from streamd.training.logo import leave_one_generator_out
 
         setting = o.logo_train or o.train.setting
         if setting != o.train.setting:  # a cheaper recipe for the folds; the record says which
-            adapter = make_adapter(base.family, base.checkpoint, setting, o.train.device, base.config_path)
+            adapter = make_adapter(
+                base.family, base.checkpoint, setting, o.train.device, base.config_path
+            )
             table = build_table(clips, adapter, recipe, o.cache_dir, o.show_progress)
         say(f"leave-one-generator-out: one --train {setting} fold per fake system")
-        fold_opts = replace(o.train, setting=setting, epochs=o.logo_epochs or o.train.epochs,
-                            lr=o.train.lr if setting == o.train.setting else None)
-        logo = leave_one_generator_out(adapter, table, clips, split, fold_opts, o.show_progress, say)
+        fold_opts = replace(
+            o.train,
+            setting=setting,
+            epochs=o.logo_epochs or o.train.epochs,
+            lr=o.train.lr if setting == o.train.setting else None,
+        )
+        logo = leave_one_generator_out(
+            adapter, table, clips, split, fold_opts, o.show_progress, say
+        )
         plan.metrics["logo"] = {**logo, "model_train": o.train.setting}
         manifest = load_manifest(res.manifest_path)
         manifest.metrics = plan.metrics
         write_manifest(manifest, res.manifest_path)
         say(format_logo(plan.metrics))
-    say(f"installed model {o.out!r} in {o.models_dir}/ (threshold {threshold:.4f}); held-out groups listed in {o.work_dir / 'val.csv'}")
+    say(
+        f"installed model {o.out!r} in {o.models_dir}/ (threshold {threshold:.4f}); held-out groups listed in {o.work_dir / 'val.csv'}"
+    )
     return plan.metrics

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from streamd.datasets import LabeledClip
-from streamd.evaluation import equal_error_rate, roc_auc
+from streamd.offline.datasets import LabeledClip
+from streamd.offline.metrics import equal_error_rate, roc_auc
 from streamd.training.data import EVAL_CONDITIONS, Split
 from streamd.training.features import FamilyAdapter, FeatureTable, state_of
 from streamd.training.trainer import TrainOptions, clip_scores, pick_threshold, predict, train
@@ -31,14 +31,25 @@ def _condition_figures(fake: np.ndarray, real: np.ndarray, threshold: float) -> 
     y = np.r_[np.ones(len(fake), int), np.zeros(len(real), int)]
     if not len(fake) or not len(real):
         return {"n_fake": len(fake), "n_real": len(real)}
-    return {"n_fake": len(fake), "n_real": len(real), "eer": round(equal_error_rate(s, y).eer, 4),
-            "auc": round(roc_auc(s, y), 4), "threshold": round(threshold, 6),
-            "detection_at_threshold": round(float((fake >= threshold).mean()), 4),
-            "false_alarm_at_threshold": round(float((real >= threshold).mean()), 4)}
+    return {
+        "n_fake": len(fake),
+        "n_real": len(real),
+        "eer": round(equal_error_rate(s, y).eer, 4),
+        "auc": round(roc_auc(s, y), 4),
+        "threshold": round(threshold, 6),
+        "detection_at_threshold": round(float((fake >= threshold).mean()), 4),
+        "false_alarm_at_threshold": round(float((real >= threshold).mean()), 4),
+    }
 
 
-def _fold_figures(adapter: FamilyAdapter, table: FeatureTable, held: set[int], val_rows: np.ndarray,
-                  fold_val: np.ndarray, far: float) -> dict[str, Any]:
+def _fold_figures(
+    adapter: FamilyAdapter,
+    table: FeatureTable,
+    held: set[int],
+    val_rows: np.ndarray,
+    fold_val: np.ndarray,
+    far: float,
+) -> dict[str, Any]:
     """Score with the head as it is now: threshold from the fold's validation rows, then test."""
     threshold = pick_threshold(table, fold_val, predict(adapter, table, fold_val), far)
     real_rows = val_rows[table.label[val_rows] == 0]
@@ -69,13 +80,19 @@ def leave_one_generator_out(
     seconds = 0.0
     try:
         for i, system in enumerate(systems, 1):
-            held = {j for j, c in enumerate(clips) if c.label == "fake" and (c.system or "(no system)") == system}
+            held = {
+                j
+                for j, c in enumerate(clips)
+                if c.label == "fake" and (c.system or "(no system)") == system
+            }
             fold_train = _rows_of(table, train_set - held)
             fold_val = _rows_of(table, val_set - held)
             val_rows = _rows_of(table, val_set)
             adapter.head.load_state_dict(adapter.base_state)
-            entry: dict[str, Any] = {"n_fake_clips": len(held),
-                                     "base": _fold_figures(adapter, table, held, val_rows, fold_val, opts.far)}
+            entry: dict[str, Any] = {
+                "n_fake_clips": len(held),
+                "base": _fold_figures(adapter, table, held, val_rows, fold_val, opts.far),
+            }
             per_system[system] = entry
             if not table.label[fold_train].any():
                 entry["skipped"] = "no other fake system in the training groups"
@@ -83,20 +100,39 @@ def leave_one_generator_out(
                 continue
             # early stopping needs both classes; without them the fold stops on training AUC
             can_validate = len(set(table.label[fold_val].tolist())) == 2
-            res = train(adapter, table, fold_train, fold_val if can_validate else fold_train, opts,
-                        show_progress=show_progress, title=f"LOGO {i}/{len(systems)}")
+            res = train(
+                adapter,
+                table,
+                fold_train,
+                fold_val if can_validate else fold_train,
+                opts,
+                show_progress=show_progress,
+                title=f"LOGO {i}/{len(systems)}",
+            )
             seconds += res.seconds
             after = _fold_figures(adapter, table, held, val_rows, fold_val, opts.far)
-            entry.update(epochs=res.epochs_run, best_epoch=res.best_epoch, adapted=after,
-                         early_stopping="validation groups" if can_validate else "training clips")
+            entry.update(
+                epochs=res.epochs_run,
+                best_epoch=res.best_epoch,
+                adapted=after,
+                early_stopping="validation groups" if can_validate else "training clips",
+            )
             a = after[EVAL_CONDITIONS[0]]
-            say(f"  LOGO {i}/{len(systems)} {system[:50]:50} EER {100 * a.get('eer', float('nan')):5.1f}%  "
-                f"detection {100 * a.get('detection_at_threshold', float('nan')):5.1f}%  ({res.seconds:.0f} s)")
+            say(
+                f"  LOGO {i}/{len(systems)} {system[:50]:50} EER {100 * a.get('eer', float('nan')):5.1f}%  "
+                f"detection {100 * a.get('detection_at_threshold', float('nan')):5.1f}%  ({res.seconds:.0f} s)"
+            )
     finally:
         adapter.head.load_state_dict(trained_state)
-    return {"by": "system", "systems": per_system, "summary": summarize(per_system),
-            "held_out_real": f"real clips of the validation groups ({split.by}: {', '.join(split.val_groups)})",
-            "train": opts.setting, "far": opts.far, "seconds": round(seconds, 1)}
+    return {
+        "by": "system",
+        "systems": per_system,
+        "summary": summarize(per_system),
+        "held_out_real": f"real clips of the validation groups ({split.by}: {', '.join(split.val_groups)})",
+        "train": opts.setting,
+        "far": opts.far,
+        "seconds": round(seconds, 1),
+    }
 
 
 def summarize(per_system: dict[str, Any]) -> dict[str, Any]:
@@ -104,10 +140,18 @@ def summarize(per_system: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for model in ("base", "adapted"):
         for cond in EVAL_CONDITIONS:
-            done = [v[model][cond] for v in per_system.values() if "adapted" in v and "eer" in v[model].get(cond, {})]
+            done = [
+                v[model][cond]
+                for v in per_system.values()
+                if "adapted" in v and "eer" in v[model].get(cond, {})
+            ]
             eers = [d["eer"] for d in done]
             dets = [d["detection_at_threshold"] for d in done]
             if eers:
-                out[f"{model}_{cond}"] = {"mean_eer": round(float(np.mean(eers)), 4), "worst_eer": round(float(np.max(eers)), 4),
-                                          "mean_detection_at_threshold": round(float(np.mean(dets)), 4), "systems": len(eers)}
+                out[f"{model}_{cond}"] = {
+                    "mean_eer": round(float(np.mean(eers)), 4),
+                    "worst_eer": round(float(np.max(eers)), 4),
+                    "mean_detection_at_threshold": round(float(np.mean(dets)), 4),
+                    "systems": len(eers),
+                }
     return out

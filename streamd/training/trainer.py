@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from streamd.errors import UsageError
-from streamd.evaluation import equal_error_rate, roc_auc, threshold_at_false_alarm
+from streamd.offline.metrics import equal_error_rate, roc_auc, threshold_at_false_alarm
 from streamd.training.data import EVAL_CONDITIONS, class_weights
 from streamd.training.features import FamilyAdapter, FeatureTable, state_of
 
@@ -61,7 +61,9 @@ class TrainResult:
     state: dict[str, Any] = field(repr=False, default_factory=dict)
 
 
-def predict(adapter: FamilyAdapter, table: FeatureTable, rows: np.ndarray, batch: int = 256) -> np.ndarray:
+def predict(
+    adapter: FamilyAdapter, table: FeatureTable, rows: np.ndarray, batch: int = 256
+) -> np.ndarray:
     """p_fake for the given rows with the head in eval mode (the exported graph's softmax)."""
     head = adapter.head
     head.eval()
@@ -77,7 +79,9 @@ def adapter_device(adapter: FamilyAdapter) -> str:
     return str(next(adapter.head.parameters()).device)
 
 
-def clip_scores(table: FeatureTable, rows: np.ndarray, p: np.ndarray, condition: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def clip_scores(
+    table: FeatureTable, rows: np.ndarray, p: np.ndarray, condition: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(clip ids, mean window p_fake per clip, label) under one condition, as ``streamd eval`` pools."""
     k = table.conditions.index(condition)
     sel = table.cond[rows] == k
@@ -101,7 +105,9 @@ def auc_over_conditions(table: FeatureTable, rows: np.ndarray, p: np.ndarray) ->
     return roc_auc(scores, labels)
 
 
-def figures(table: FeatureTable, rows: np.ndarray, p: np.ndarray, threshold: float | None, far: float) -> dict[str, Any]:
+def figures(
+    table: FeatureTable, rows: np.ndarray, p: np.ndarray, threshold: float | None, far: float
+) -> dict[str, Any]:
     """Per condition: clip EER, AUC, the threshold at ``far`` on these reals, and the detection rate
     at ``threshold`` (the manifest's) when given."""
     out: dict[str, Any] = {}
@@ -111,12 +117,18 @@ def figures(table: FeatureTable, rows: np.ndarray, p: np.ndarray, threshold: flo
         row: dict[str, Any] = {"n_real": int(len(y) - n_fake), "n_fake": n_fake}
         if 0 < n_fake < len(y):
             op = threshold_at_false_alarm(s, y, far)
-            row.update(eer=round(equal_error_rate(s, y).eer, 4), auc=round(roc_auc(s, y), 4),
-                       threshold_at_far=round(op.threshold, 6), detection_at_far=round(op.detection_rate, 4))
+            row.update(
+                eer=round(equal_error_rate(s, y).eer, 4),
+                auc=round(roc_auc(s, y), 4),
+                threshold_at_far=round(op.threshold, 6),
+                detection_at_far=round(op.detection_rate, 4),
+            )
             if threshold is not None:
                 flagged = s >= threshold
-                row.update(false_alarm_at_threshold=round(float(flagged[y == 0].mean()), 4),
-                           detection_at_threshold=round(float(flagged[y == 1].mean()), 4))
+                row.update(
+                    false_alarm_at_threshold=round(float(flagged[y == 0].mean()), 4),
+                    detection_at_threshold=round(float(flagged[y == 1].mean()), 4),
+                )
         out[cond] = row
     return out
 
@@ -141,14 +153,18 @@ def pick_threshold(table: FeatureTable, rows: np.ndarray, p: np.ndarray, far: fl
     return float(min(1.0, max(found))) if found else 0.5
 
 
-def _epoch_rows(table: FeatureTable, train_clips: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _epoch_rows(
+    table: FeatureTable, train_clips: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """Each training clip heard under one randomly drawn condition this epoch, then shuffled."""
     chosen = {int(c): int(rng.integers(len(table.conditions))) for c in train_clips}
     have = {(int(c), int(k)) for c, k in zip(table.clip, table.cond, strict=True)}
     for c, k in list(chosen.items()):
         if (c, k) not in have:  # an augmented draw cut no window: fall back to the clean one
             chosen[c] = 0
-    mask = np.array([chosen.get(int(c), -1) == int(k) for c, k in zip(table.clip, table.cond, strict=True)])
+    mask = np.array(
+        [chosen.get(int(c), -1) == int(k) for c, k in zip(table.clip, table.cond, strict=True)]
+    )
     rows = np.flatnonzero(mask)
     return rng.permutation(rows)
 
@@ -170,8 +186,13 @@ def train(
     head = adapter.head
     params = adapter.trainable_parameters()
     train_clips = np.unique(table.clip[train_rows])
-    val_eval = val_rows[np.isin(table.cond[val_rows], [table.conditions.index(c) for c in EVAL_CONDITIONS])]
-    epochs = [_epoch_rows(table, train_clips, np.random.default_rng([opts.seed, e])) for e in range(1, opts.epochs + 1)]
+    val_eval = val_rows[
+        np.isin(table.cond[val_rows], [table.conditions.index(c) for c in EVAL_CONDITIONS])
+    ]
+    epochs = [
+        _epoch_rows(table, train_clips, np.random.default_rng([opts.seed, e]))
+        for e in range(1, opts.epochs + 1)
+    ]
     total = sum(-(-len(rows) // opts.batch_size) for rows in epochs)
     warm = max(1, int(opts.warmup * total))
     optim = torch.optim.AdamW(params, lr=opts.learning_rate, weight_decay=opts.weight_decay)
@@ -188,7 +209,9 @@ def train(
     if resume and checkpoint is not None and checkpoint.exists():
         ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
         if ck["key"] != opts.resume_key():
-            raise UsageError(f"{checkpoint}: written by a run with other options ({ck['key']}); drop --resume or match them")
+            raise UsageError(
+                f"{checkpoint}: written by a run with other options ({ck['key']}); drop --resume or match them"
+            )
         head.load_state_dict(ck["state"])
         optim.load_state_dict(ck["optim"])
         sched.load_state_dict(ck["sched"])
@@ -198,9 +221,15 @@ def train(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     stopped = False
-    with Progress(TextColumn(f"{title} epoch {{task.fields[epoch]}}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("loss {task.fields[loss]:.4f}  val AUC {task.fields[auc]}"), TimeElapsedColumn(),
-                  disable=not show_progress, transient=True) as bar:
+    with Progress(
+        TextColumn(f"{title} epoch {{task.fields[epoch]}}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}  val AUC {task.fields[auc]}"),
+        TimeElapsedColumn(),
+        disable=not show_progress,
+        transient=True,
+    ) as bar:
         task = bar.add_task("train", total=1, epoch=start, loss=float("nan"), auc="-")
         for epoch in range(start, opts.epochs + 1):
             if bad >= opts.patience:
@@ -212,7 +241,9 @@ def train(
             losses = []
             for i in range(0, len(rows), opts.batch_size):
                 b = rows[i : i + opts.batch_size]
-                target = torch.from_numpy(np.where(table.label[b] == 1, adapter.fake_index, adapter.real_index)).to(device)
+                target = torch.from_numpy(
+                    np.where(table.label[b] == 1, adapter.fake_index, adapter.real_index)
+                ).to(device)
                 loss = F.cross_entropy(head(**table.batch(b, device)), target, weight=weights)
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
@@ -228,12 +259,30 @@ def train(
             else:
                 bad += 1
             if checkpoint is not None:
-                _save(checkpoint, {"key": opts.resume_key(), "epoch": epoch, "state": state_of(head),
-                                   "optim": optim.state_dict(), "sched": sched.state_dict(),
-                                   "torch_rng": torch.get_rng_state(), "best": best, "history": history, "bad": bad})
+                _save(
+                    checkpoint,
+                    {
+                        "key": opts.resume_key(),
+                        "epoch": epoch,
+                        "state": state_of(head),
+                        "optim": optim.state_dict(),
+                        "sched": sched.state_dict(),
+                        "torch_rng": torch.get_rng_state(),
+                        "best": best,
+                        "history": history,
+                        "bad": bad,
+                    },
+                )
     head.load_state_dict(best["state"])
-    return TrainResult(int(best["epoch"]), float(best["auc"]), len(history), history,
-                       time.perf_counter() - t0, stopped or bad >= opts.patience, best["state"])
+    return TrainResult(
+        int(best["epoch"]),
+        float(best["auc"]),
+        len(history),
+        history,
+        time.perf_counter() - t0,
+        stopped or bad >= opts.patience,
+        best["state"],
+    )
 
 
 def _save(path: Path, obj: dict[str, Any]) -> None:

@@ -1,0 +1,58 @@
+"""Family ``aasist``: the published AASIST / AASIST-L / ASVspoof 5 checkpoints (.pth state dicts).
+
+The graph takes any-length 16 kHz audio and tiles or cuts it to 64,600 samples inside, as the
+authors' evaluation does; the manifest says ``pad: repeat`` so the scorer feeds the same.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from streamd.errors import ModelError, UsageError
+from streamd.export.export import ExportPlan
+from streamd.model.manifest import WindowSpec, sha256_file
+
+LABELS = ["spoof", "bonafide"]
+
+
+def load_plan(
+    source: Path,
+    config_path: Path | None = None,
+    source_url: str | None = None,
+    license: str | None = None,
+    window_min_s: float = 2.5,
+    **_: Any,
+) -> ExportPlan:
+    from streamd.export.aasist import AasistForExport, load_checkpoint
+    from streamd.export.catalog import by_sha256
+
+    if not source.is_file():
+        raise UsageError(f"{source}: expected an AASIST .pth state dict")
+    digest = sha256_file(source)
+    known = by_sha256(digest)
+    try:
+        model = load_checkpoint(source, config_path)
+    except (ValueError, RuntimeError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"{source}: not an AASIST checkpoint this build can load ({first})"
+        ) from None
+    n = model.config.nb_samp
+    metrics: dict[str, Any] = {"reported": known.reported} if known else {}
+    return ExportPlan(
+        module=AasistForExport(model).eval(),
+        family="aasist",
+        labels=list(LABELS),
+        fake_index=0,
+        window=WindowSpec(min_s=window_min_s, max_s=n / 16000, pad="repeat"),
+        source=source_url or (known.url if known else str(source)),
+        license=license or (known.license if known else "see the checkpoint's source"),
+        metrics=metrics,
+        fixed_length=True,
+        extra={
+            "checkpoint_sha256": digest,
+            "architecture": getattr(model, "config_source", "AASIST"),
+            "score_note": "p_fake is softmax(logits)[0]; the authors' score is logit 1 (bona fide)",
+        },
+    )

@@ -1,0 +1,76 @@
+"""``GET /``: the live dashboard, plain static files shipped in the package (no build step).
+
+The page reads ``/v1/events`` like any other subscriber. It needs a few facts the events do not
+carry on every window (the alert thresholds, the model, whether WebRTC ingest is on), so
+``GET /v1/dashboard/info`` gives them, under the same token rule as the events.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from streamd import __version__
+from streamd.http.auth import require_token
+
+if TYPE_CHECKING:
+    from streamd.app.daemon import Daemon
+
+STATIC = Path(__file__).resolve().parent / "static"
+INFO_PATH = "/v1/dashboard/info"
+NO_CACHE = {"Cache-Control": "no-cache"}  # a daemon upgrade must not leave an old app.js in use
+REPLAY_EVENTS = 2000  # how far back the page replays on first load to show recent streams
+
+
+def dashboard_info(daemon: Daemon | None) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "version": __version__,
+        "thresholds": None,
+        "model": None,
+        "provider": None,
+        "webrtc": None,
+        "last_event_id": 0,
+        "replay_events": REPLAY_EVENTS,
+    }
+    if daemon is None:
+        return info
+    hub = daemon.hub
+    if hub is not None:
+        raise_, clear = hub.thresholds
+        info["thresholds"] = {"raise": raise_, "clear": clear}
+        info["model"] = hub.model_json
+    if daemon.detector is not None:
+        info["provider"] = daemon.detector.provider
+    if daemon.bus is not None:
+        info["last_event_id"] = daemon.bus.last_id
+    for source in daemon.sources:
+        if source.name == "webrtc":
+            status = source.status()
+            # the browser can use STUN URLs; TURN needs credentials the page does not hold
+            stun = [
+                s.urls for s in getattr(source, "ice_servers", []) if str(s.urls).startswith("stun")
+            ]
+            info["webrtc"] = {
+                "peers": status.get("peers"),
+                "max_peers": status.get("max_peers"),
+                "ice_servers": stun,
+            }
+    return info
+
+
+def setup_dashboard(app: web.Application, daemon: Daemon | None = None) -> None:
+    tokens = list(daemon.config.server.tokens) if daemon is not None else []
+
+    async def index(request: web.Request) -> web.FileResponse:
+        # The page itself is not secret; it asks for the token (from ?token=) on every API call.
+        return web.FileResponse(STATIC / "index.html", headers=NO_CACHE)
+
+    async def info(request: web.Request) -> web.Response:
+        require_token(request, tokens)
+        return web.json_response(dashboard_info(daemon), headers=NO_CACHE)
+
+    app.router.add_get("/", index)
+    app.router.add_get(INFO_PATH, info)
+    app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)

@@ -1,0 +1,193 @@
+"""``/metrics``: Prometheus text from a registry of this daemon's own (not the global one).
+
+Event-shaped figures (windows, alerts, batch sizes, latencies) are counted as they happen through
+the hub's observer hooks, the scorer's ``on_batch`` and a bus sink. State-shaped figures (open
+streams, websocket clients, frames lost, queue depth) are read at scrape time by a collector, so
+they can never drift from the objects that own them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    Info,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from streamd.events.schema import EVENT_TYPES
+from streamd.http.auth import require_token
+from streamd.pipeline.hub import HubObserver
+
+if TYPE_CHECKING:
+    from streamd.app.daemon import Daemon
+    from streamd.http.events_ws import EventsEndpoint
+    from streamd.pipeline.scorer import Score
+    from streamd.pipeline.stream import StreamPipeline
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class MetricsObserver(HubObserver):
+    def __init__(self, metrics: DaemonMetrics) -> None:
+        self.m = metrics
+
+    def stream_opened(self, stream: StreamPipeline) -> None:
+        self.m.streams.labels(stream.info.source).inc()
+
+    def stream_closed(self, stream: StreamPipeline) -> None:
+        self.m.closed_frames_lost += stream.frames_lost
+
+    def window_scored(self, stream: StreamPipeline, score: Score) -> None:
+        self.m.windows.inc()
+        self.m.window_latency.observe(score.queued_s)
+
+    def alert(self, stream: StreamPipeline, kind: str) -> None:
+        self.m.alerts.labels(kind).inc()
+
+
+class _LiveCollector:
+    """Figures read from the daemon at scrape time."""
+
+    def __init__(self, metrics: DaemonMetrics) -> None:
+        self.m = metrics
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        d, ep = self.m.daemon, self.m.endpoint
+        hub = d.hub
+        open_streams = list(hub.streams.values()) if hub is not None else []
+        yield _gauge("streamd_streams_open", "Streams (call legs) open now", len(open_streams))
+        yield _gauge("streamd_ready", "1 when the daemon takes and scores streams", int(d.ready))
+        yield _gauge(
+            "streamd_scorer_queue_windows",
+            "Windows waiting for the scorer",
+            d.scorer.pending if d.scorer else 0,
+        )
+        lost = self.m.closed_frames_lost + sum(s.frames_lost for s in open_streams)
+        yield _counter(
+            "streamd_frames_lost", "Audio frames lost in transport (became silence)", lost
+        )
+        yield _gauge(
+            "streamd_ws_clients", "Websocket clients on /v1/events", ep.clients if ep else 0
+        )
+        yield _counter(
+            "streamd_ws_clients_dropped",
+            "Websocket clients closed with 1013 (queue overflow)",
+            ep.fanout.dropped if ep else 0,
+        )
+        per_source = CounterMetricFamily(
+            "streamd_source_counter",
+            "Counters each source keeps (junk, refusals, gaps...)",
+            labels=["source", "name"],
+        )
+        for source in d.sources:
+            for name, value in source.metric_counters().items():
+                per_source.add_metric([source.name, name], value)
+        yield per_source
+        if d.bus is not None:
+            yield _gauge("streamd_last_event_id", "Id of the last event published", d.bus.last_id)
+            yield _counter(
+                "streamd_store_errors",
+                "Events that could not be written to the store",
+                d.bus.store_errors,
+            )
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, value=value)
+
+
+class DaemonMetrics:
+    def __init__(self, daemon: Daemon, endpoint: EventsEndpoint | None = None) -> None:
+        self.daemon = daemon
+        self.endpoint = endpoint
+        self.closed_frames_lost = 0
+        r = self.registry = CollectorRegistry(auto_describe=False)
+        self.streams = Counter(
+            "streamd_streams", "Streams (call legs) opened", ["source"], registry=r
+        )
+        self.windows = Counter("streamd_windows_scored", "Speech windows scored", registry=r)
+        self.alerts = Counter("streamd_alerts", "Alert transitions", ["kind"], registry=r)
+        for kind in ("raised", "cleared"):
+            self.alerts.labels(kind)
+        self.events = Counter(
+            "streamd_events_published", "Events published on the bus", ["type"], registry=r
+        )
+        for t in EVENT_TYPES:
+            self.events.labels(t)
+        self.batch_size = Histogram(
+            "streamd_batch_size", "Windows per inference call", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.inference = Histogram(
+            "streamd_inference_seconds",
+            "Time of one batched session.run",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.window_latency = Histogram(
+            "streamd_window_latency_seconds",
+            "Window queued to score returned (queue wait + inference)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.model = Info(
+            "streamd_model",
+            "Model in use and the execution provider onnxruntime really runs",
+            registry=r,
+        )
+        det = daemon.detector
+        if det is not None:
+            self.model.info(
+                {"name": det.name, "sha256": det.manifest.sha256 or "", "provider": det.provider}
+            )
+        r.register(_LiveCollector(self))  # type: ignore[arg-type]
+        self._attach()
+
+    def _attach(self) -> None:
+        d = self.daemon
+        if d.hub is not None:
+            d.hub.observers.append(MetricsObserver(self))
+        if d.scorer is not None:
+            previous = d.scorer.on_batch
+
+            def on_batch(size: int, seconds: float) -> None:
+                self.on_batch(size, seconds)
+                if previous is not None:
+                    previous(size, seconds)
+
+            d.scorer.on_batch = on_batch
+        if d.bus is not None:
+            d.bus.add_sink(self.on_event)
+
+    def on_batch(self, size: int, seconds: float) -> None:
+        self.batch_size.observe(size)
+        self.inference.observe(seconds)
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        self.events.labels(event["type"]).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def setup_metrics(app: web.Application, metrics: DaemonMetrics, tokens: list[str]) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        require_token(request, tokens)
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app.router.add_get("/metrics", handler)

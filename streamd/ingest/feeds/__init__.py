@@ -1,0 +1,1 @@
+"""Websocket and TCP contact-center feeds: asyncio adapters over protocols.feeds."""

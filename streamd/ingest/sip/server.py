@@ -1,0 +1,242 @@
+"""``sources.sip``: the SIP listener (UDP and TCP on one port) and the RTP port pool.
+
+This module owns the sockets and the clock; :mod:`streamd.ingest.sip.uas` answers the requests,
+:mod:`streamd.ingest.sip.call` turns offers into streams and :mod:`streamd.ingest.rtp` receives
+the media. Everything listens on ``sources.sip.host`` (127.0.0.1 by default): SIP has no
+authentication here beyond ``allow_from``, so exposing it is an explicit decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import ipaddress
+import logging
+import socket
+from collections import Counter
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from streamd.errors import StreamdError
+from streamd.ingest.base import Source
+from streamd.ingest.feeds.connection import RateLimitedLog
+from streamd.ingest.rtp import RECV_BUFFER_BYTES, PortPool, RtpCounters, RtpLimits
+from streamd.ingest.sip.call import MediaContext
+from streamd.ingest.sip.transport import SipTcp, SipUdp
+from streamd.ingest.sip.uas import SipUas
+
+if TYPE_CHECKING:
+    from streamd.config import Config, SipConfig
+    from streamd.pipeline.hub import StreamHub
+
+log = logging.getLogger("streamd.ingest.sip.server")
+
+TICK_S = 0.5
+BIND_TRIES = 10
+ALLOW_CACHE = 4096
+
+
+def usable_codecs(wanted: list[str]) -> list[str]:
+    """The configured codecs this install can decode (G.722 and Opus need PyAV)."""
+    out = []
+    for item in wanted:
+        if (
+            item.split("/")[0].upper() in ("G722", "OPUS")
+            and importlib.util.find_spec("av") is None
+        ):
+            log.warning("sources.sip.codecs: %s needs PyAV (pip install av); not offered", item)
+            continue
+        out.append(item)
+    return out
+
+
+class SipSource(Source):
+    name = "sip"
+
+    def __init__(self, cfg: SipConfig) -> None:
+        self.cfg = cfg
+        self.rtp = RtpCounters()
+        self.uas: SipUas | None = None
+        self._networks = [ipaddress.ip_network(n, strict=False) for n in cfg.allow_from]
+        self._allowed: dict[str, bool] = {}
+        self._routes: dict[str, str] = {}
+        self._log = RateLimitedLog(log)
+        self._udp: SipUdp | None = None
+        self._tcp: SipTcp | None = None
+        self._server: asyncio.Server | None = None
+        self._tick: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_config(cls, config: Config) -> SipSource:
+        return cls(config.sources.sip)
+
+    @property
+    def port(self) -> int:
+        return self.uas.port if self.uas is not None else self.cfg.port
+
+    @property
+    def calls(self) -> dict[str, Any]:
+        return self.uas.calls if self.uas is not None else {}
+
+    async def start(self, hub: StreamHub) -> None:
+        self.hub = hub
+        cfg = self.cfg
+        limits = RtpLimits(cfg.max_packet_bytes, cfg.jitter_ms, cfg.max_gap_s)
+        pool = PortPool(cfg.host, *cfg.rtp_ports)
+        ctx = MediaContext(
+            hub,
+            pool,
+            limits,
+            self.rtp,
+            self.allowed,
+            self.warn,
+            usable_codecs(cfg.codecs),
+            self.local_ip,
+        )
+        self.uas = SipUas(cfg, ctx)
+        await self._bind(self.uas)
+        self.uas.accepting = True
+        self._tick = asyncio.create_task(self._housekeeping(self.uas), name="sip-housekeeping")
+        log.info(
+            "SIP on %s:%d (UDP%s), RTP ports %d-%d, allow_from %s",
+            cfg.host,
+            self.port,
+            "+TCP" if cfg.tcp else "",
+            *cfg.rtp_ports,
+            cfg.allow_from,
+        )
+
+    async def _bind(self, uas: SipUas) -> None:
+        """UDP, then TCP on the same port (with port 0, retried until both get the same one)."""
+        loop = asyncio.get_running_loop()
+        cfg = self.cfg
+        where = f"sources.sip.host/port: cannot listen on {cfg.host}"
+        for _ in range(BIND_TRIES):
+            try:
+                transport, self._udp = await loop.create_datagram_endpoint(
+                    lambda: SipUdp(uas.handle), local_addr=(cfg.host, cfg.port)
+                )
+            except OSError as exc:
+                raise StreamdError(f"{where}:{cfg.port}/udp ({exc.strerror or exc})") from None
+            uas.port = int(transport.get_extra_info("sockname")[1])
+            with contextlib.suppress(OSError):  # room for bursts; the kernel caps it at rmem_max
+                transport.get_extra_info("socket").setsockopt(
+                    socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER_BYTES
+                )
+            if not cfg.tcp:
+                return
+            self._tcp = SipTcp(
+                uas.handle, cfg.max_message_bytes, cfg.tcp_max_connections, self._tcp_error
+            )
+            try:
+                self._server = await asyncio.start_server(self._tcp.handle, cfg.host, uas.port)
+                return
+            except OSError as exc:
+                transport.close()
+                if cfg.port:
+                    raise StreamdError(f"{where}:{uas.port}/tcp ({exc.strerror or exc})") from None
+        raise StreamdError("sources.sip.port: no free port for both UDP and TCP")
+
+    async def stop(self) -> None:
+        """Stop taking calls; BYE and end every call (its streams score what they hold)."""
+        if self._tick is not None:
+            self._tick.cancel()
+        if self.uas is not None:
+            await self.uas.close()
+        if self._server is not None:
+            self._server.close()
+        if self._tcp is not None:
+            self._tcp.close_all()
+        if self._udp is not None and self._udp.transport is not None:
+            self._udp.transport.close()
+
+    def status(self) -> dict[str, Any]:
+        uas = self.uas
+        jitter = Counter(self.rtp.jitter_closed)
+        sip: dict[str, Any] = {}
+        if uas is not None:
+            for call in uas.calls.values():
+                for r in call.receivers.values():
+                    jitter.update(r.stats())
+            sip = asdict(uas.counters)
+            sip["requests"], sip["responses"] = (
+                dict(uas.counters.requests),
+                dict(uas.counters.responses),
+            )
+            sip["resent"] = uas.transactions.resent
+            sip["tcp_refused"] = self._tcp.refused if self._tcp else 0
+            sip["keepalives"] += self._tcp.keepalives if self._tcp else 0
+        rtp = {k: v for k, v in asdict(self.rtp).items() if k != "jitter_closed"}
+        return {
+            "name": self.name,
+            "up": uas is not None and uas.accepting,
+            "host": self.cfg.host,
+            "port": self.port,
+            "tcp": self.cfg.tcp,
+            "calls": len(self.calls),
+            "max_calls": self.cfg.max_calls,
+            "rtp_ports_in_use": len(uas.ctx.pool.in_use) if uas else 0,
+            "sip": sip,
+            "rtp": rtp,
+            "jitter": dict(jitter),
+        }
+
+    def metric_counters(self) -> dict[str, float]:
+        """Flat counters for a Prometheus collector (``streamd_sip_<name>``)."""
+        s = self.status()
+        out: dict[str, float] = {f"rtp_{k}": int(v) for k, v in s["rtp"].items()}
+        out.update({f"sip_{k}": int(v) for k, v in s["sip"].items() if isinstance(v, int)})
+        out["calls_open"] = s["calls"]
+        out["jitter_lost_packets"] = s["jitter"].get("lost_packets", 0)
+        return out
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def warn(self, msg: str, *args: object) -> None:
+        self._log.warning(msg, *args)
+
+    def allowed(self, ip: str) -> bool:
+        """``allow_from`` membership, cached: junk floods ask for the same few addresses."""
+        ok = self._allowed.get(ip)
+        if ok is None:
+            try:
+                addr = ipaddress.ip_address(ip.split("%", 1)[0])
+                ok = any(addr in net for net in self._networks)
+            except ValueError:
+                ok = False
+            if len(self._allowed) >= ALLOW_CACHE:
+                self._allowed.clear()
+            self._allowed[ip] = ok
+        return ok
+
+    def local_ip(self, peer_ip: str) -> str:
+        """What to put in SDP and Contact: ``advertise_address``, else the bound address, else
+        (bound to 0.0.0.0) the local address of the route to this peer."""
+        if self.cfg.advertise_address:
+            return self.cfg.advertise_address
+        if not ipaddress.ip_address(self.cfg.host).is_unspecified:
+            return self.cfg.host
+        if peer_ip not in self._routes:
+            if len(self._routes) >= ALLOW_CACHE:
+                self._routes.clear()
+            with socket.socket(
+                socket.AF_INET6 if ":" in peer_ip else socket.AF_INET, socket.SOCK_DGRAM
+            ) as s:
+                s.connect((peer_ip, 9))  # no packet is sent: this only asks the routing table
+                self._routes[peer_ip] = str(s.getsockname()[0])
+        return self._routes[peer_ip]
+
+    def _tcp_error(self, peer: str, why: str) -> None:
+        if self.uas is not None:
+            self.uas.counters.tcp_errors += 1
+        self.warn("SIP TCP %s: %s", peer, why)
+
+    async def _housekeeping(self, uas: SipUas) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                uas.tick(loop.time())
+            except Exception:  # housekeeping must outlive any one call's trouble
+                log.exception("SIP housekeeping failed")

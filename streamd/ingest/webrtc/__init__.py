@@ -1,0 +1,1 @@
+"""WebRTC peers (aiortc): HTTP offer/answer signalling and media to the hub."""

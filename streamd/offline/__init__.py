@@ -1,0 +1,1 @@
+"""Files rather than calls: score, eval, metrics, datasets and channel simulation."""

@@ -1,0 +1,1 @@
+"""Sans-I/O parsers and state machines of the contact-center feed protocols."""

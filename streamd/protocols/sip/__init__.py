@@ -1,0 +1,1 @@
+"""Sans-I/O SIP: messages, headers, SDP, SIPREC metadata; no sockets, no clock."""

@@ -1,0 +1,161 @@
+"""The dashboard: its HTTP routes, and a real headless Chromium streaming a WAV "microphone" to it.
+
+The browser test runs ``tests/e2e/dashboard.spec.mjs`` (playwright-core driving Debian's
+``/usr/bin/chromium``; ``scripts/setup --dev`` runs ``npm ci`` there). It saves the screenshot
+to ``artifacts/dashboard.png``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import pytest
+
+from tests.helpers.common import write_wav
+from tests.helpers.webrtc import EventsClient, daemon_config, running_daemon
+
+ROOT = Path(__file__).resolve().parents[2]
+E2E = ROOT / "tests" / "e2e"
+ARTIFACTS = ROOT / "artifacts"
+TOKEN = "dash-token"
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+async def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, str]:
+    async with aiohttp.ClientSession() as s, s.get(url, headers=headers or {}) as r:
+        return r.status, r.headers.get("Content-Type", ""), await r.text()
+
+
+async def test_routes_serve_the_page_static_files_and_info(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    cfg = daemon_config(
+        tiny_model_dir,
+        tmp_path / "e.db",
+        server={"tokens": [TOKEN]},
+        alerts={"raise": 0.7, "clear": 0.55},
+    )
+    async with running_daemon(cfg) as daemon:
+        url = daemon.server.url
+        status, ctype, html = await fetch(url + "/")
+        assert status == 200 and ctype.startswith("text/html")
+        assert "Test my microphone" in html and "/static/app.js" in html
+        for name, kind in (("app.js", "javascript"), ("style.css", "text/css")):
+            status, ctype, _ = await fetch(f"{url}/static/{name}")
+            assert status == 200 and kind in ctype, (name, ctype)
+        assert (await fetch(url + "/v1/dashboard/info"))[0] == 401
+        status, _, body = await fetch(f"{url}/v1/dashboard/info?token={TOKEN}")
+        info = json.loads(body)
+        assert status == 200
+        assert info["thresholds"] == {"raise": 0.7, "clear": 0.55}
+        assert info["model"]["name"] == "tiny" and info["webrtc"]["max_peers"] == 20
+
+
+def test_static_files_ship_in_the_package() -> None:
+    from importlib.resources import files
+
+    static = files("streamd.http") / "static"
+    for name in ("index.html", "app.js", "style.css"):
+        assert (static / name).is_file(), name
+
+
+def browser_available() -> str | None:
+    if not shutil.which("node"):
+        return "node is not installed (Debian: apt install nodejs npm)"
+    if not CHROMIUM.exists():
+        return "Debian chromium is not installed (apt install chromium)"
+    if not (E2E / "node_modules" / "playwright-core").is_dir():
+        return "playwright-core is not installed: run scripts/setup --dev (npm ci in tests/e2e)"
+    return None
+
+
+async def run_spec(
+    url: str, wav: Path, screenshot: Path, runs: int = 1, timeout_s: float = 150
+) -> dict:
+    proc = await asyncio.create_subprocess_exec(
+        "node",
+        str(E2E / "dashboard.spec.mjs"),
+        "--url",
+        url,
+        "--wav",
+        str(wav),
+        "--screenshot",
+        str(screenshot),
+        "--runs",
+        str(runs),
+        "--timeout-s",
+        "45",
+        cwd=E2E,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError("the browser test did not finish in time") from None
+    lines = out.decode().strip().splitlines()
+    assert lines, (
+        f"no result from the browser test (exit {proc.returncode}): {err.decode()[-2000:]}"
+    )
+    result: dict = json.loads(lines[-1])
+    assert proc.returncode == 0 and result["ok"], json.dumps(result, indent=1)[-4000:]
+    return result
+
+
+async def test_browser_mic_stream_shows_on_the_dashboard(
+    tiny_model_dir: Path, speech_16k: np.ndarray, tmp_path: Path
+) -> None:
+    reason = browser_available()
+    if reason:
+        pytest.skip(reason)
+    wav = write_wav(tmp_path / "mic.wav", speech_16k[: 20 * 16000], 16000)
+    screenshot = ARTIFACTS / "dashboard.png"
+    screenshot.unlink(missing_ok=True)
+    cfg = daemon_config(tiny_model_dir, tmp_path / "e.db", server={"tokens": [TOKEN]})
+    async with running_daemon(cfg) as daemon, EventsClient(daemon.server.url, TOKEN) as events:
+        result = await run_spec(f"{daemon.server.url}/?token={TOKEN}", wav, screenshot)
+        [run] = result["runs"]
+        sid = run["stream_id"]
+        await events.wait_for(
+            lambda evs: any(
+                e["type"] == "stream.ended" and e["stream"]["stream_id"] == sid for e in evs
+            ),
+            15,
+        )
+
+    # the page showed this browser's stream, its scores, and its end
+    assert run["leg"].lower() == "browser" and run["source"].lower() == "webrtc"
+    assert run["windows_shown"] >= 3 and 0.0 <= float(run["p_fake_shown"]) <= 1.0
+    assert run["ended_status"].startswith("ended")
+    assert "first window scored" in run["mic_status"]
+    assert not [c for c in result["console"] if c.startswith(("error", "pageerror"))], result[
+        "console"
+    ]
+    # it read the events with the token from its URL, and resumed with since= after the drop
+    assert all(f"token={TOKEN}" in u for u in result["websockets"])
+    assert len(result["websockets"]) == 2 and result["websockets"][1].endswith(
+        f"since={run['last_id_before_drop']}&token={TOKEN}"
+    )
+
+    # what the daemon's websocket said about the same stream
+    mine = [e for e in events.events if e.get("stream", {}).get("stream_id") == sid]
+    kinds = [e["type"] for e in mine]
+    assert kinds[0] == "stream.started" and kinds[-1] == "stream.ended"
+    assert mine[0]["stream"]["source"] == "webrtc" and mine[0]["stream"]["leg"] == "browser"
+    assert mine[0]["stream"]["labels"]["origin"] == "dashboard"
+    scores = {f"{e['score']:.3f}" for e in mine if e["type"] == "window.scored"}
+    assert len(scores) >= 1 and run["p_fake_shown"] in scores  # the page shows the daemon's numbers
+    assert mine[-1]["summary"]["speech_s"] > 4 and mine[-1]["summary"]["frames_lost"] == 0
+
+    assert screenshot.exists() and screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert screenshot.stat().st_size > 20_000
+    print(
+        f"\nscreenshot: {screenshot}; first window scored {run['first_score_after_mic_s']:.2f} s after the mic opened"
+    )

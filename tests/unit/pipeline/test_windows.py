@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streamd.pipeline.vad import Frame, SpeechGate
+from streamd.pipeline.windows import Windower
+
+SR = 16000
+FRAME = 320  # 20 ms
+
+
+def frames(pattern: list[tuple[bool, float]]) -> list[Frame]:
+    """(speech?, seconds) runs -> 20 ms frames whose samples carry their own stream index."""
+    out, pos = [], 0
+    for speech, seconds in pattern:
+        for _ in range(round(seconds * SR / FRAME)):
+            out.append(Frame(pos, np.arange(pos, pos + FRAME, dtype=np.float32), speech, speech))
+            pos += FRAME
+    return out
+
+
+def run(w: Windower, fr: list[Frame], flush: bool = True) -> list:
+    wins = [x for f in fr for x in w.push(f)]
+    return wins + (w.flush() if flush else [])
+
+
+def test_full_windows_every_hop_of_speech() -> None:
+    wins = run(Windower(4.0, 2.5, 1.0), frames([(True, 10.0)]))
+    assert [(w.start_s, w.end_s) for w in wins] == [(float(s), float(s + 4)) for s in range(7)]
+    assert all(len(w.samples) == 4 * SR for w in wins)
+    # samples are the stream's own samples, in order, with nothing dropped or repeated
+    assert np.array_equal(wins[3].samples, np.arange(3 * SR, 7 * SR, dtype=np.float32))
+
+
+def test_hop_is_configurable() -> None:
+    wins = run(Windower(4.0, 2.5, 0.5), frames([(True, 6.0)]))
+    assert [w.start_s for w in wins] == [0.0, 0.5, 1.0, 1.5, 2.0]
+
+
+def test_silence_is_skipped_and_times_are_stream_times() -> None:
+    wins = run(Windower(4.0, 2.5, 1.0), frames([(True, 2.0), (False, 0.5), (True, 2.0)]))
+    first = wins[0]
+    assert first.start_s == 0.0 and first.end_s == 4.5  # spans the pause in stream time
+    assert len(first.samples) == 4 * SR  # but holds only speech
+    assert not np.any((first.samples >= 2 * SR) & (first.samples < 2.5 * SR))
+
+
+def test_short_speech_then_pause_gives_one_short_window() -> None:
+    wins = run(
+        Windower(4.0, 2.5, 1.0, pause_s=0.8), frames([(True, 3.0), (False, 1.0)]), flush=False
+    )
+    assert len(wins) == 1 and wins[0].final
+    assert wins[0].speech_s == pytest.approx(3.0)
+
+
+def test_never_shorter_than_min() -> None:
+    wins = run(Windower(4.0, 2.5, 1.0), frames([(True, 2.0), (False, 3.0), (True, 0.4)]))
+    assert wins == []  # 2.4 s of speech in all: not enough
+    wins = run(Windower(4.0, 2.5, 1.0), frames([(True, 2.0), (False, 3.0), (True, 0.6)]))
+    assert len(wins) == 1 and wins[0].speech_s == pytest.approx(2.6)
+
+
+def test_end_of_stream_flush_only_when_enough_unscored() -> None:
+    w = Windower(4.0, 2.5, 1.0)
+    wins = run(w, frames([(True, 4.5)]))
+    assert len(wins) == 1  # the 0.5 s tail is less than min_s, not re-scored
+    w = Windower(4.0, 2.5, 3.0)
+    wins = run(w, frames([(True, 6.6)]))
+    # full window at 4.0 s; then 2.6 s unscored < hop 3.0, flushed at end as a final window
+    assert [(w.start_s, w.end_s, w.final) for w in wins] == [(0.0, 4.0, False), (2.6, 6.6, True)]
+
+
+def test_rejects_bad_lengths() -> None:
+    with pytest.raises(ValueError):
+        Windower(2.0, 2.5, 1.0)
+
+
+def test_vad_silence_and_tone_and_noise() -> None:
+    gate = SpeechGate(aggressiveness=3, frame_ms=20, hangover_ms=0)
+    fr = gate.push(np.zeros(SR, dtype=np.float32))
+    assert len(fr) == 50 and not any(f.speech for f in fr)
+    rng = np.random.default_rng(0)
+    fr = gate.push((0.001 * rng.standard_normal(SR)).astype(np.float32))
+    assert sum(f.voiced for f in fr) < 10  # faint noise is not speech
+    assert fr[0].start == SR  # stream time continues
+
+
+def test_vad_keeps_partial_frames_between_calls() -> None:
+    gate = SpeechGate(frame_ms=30)
+    a = gate.push(np.zeros(700, dtype=np.float32))
+    b = gate.push(np.zeros(260, dtype=np.float32))
+    assert len(a) == 1 and len(b) == 1 and b[0].start == 480
+    assert len(gate.flush()) == 0 and gate.position == 960
+
+
+def test_vad_on_real_speech(speech_16k: np.ndarray) -> None:
+    gate = SpeechGate(aggressiveness=2, frame_ms=20, hangover_ms=200)
+    fr = gate.push(speech_16k)
+    share = sum(f.voiced for f in fr) / len(fr)
+    assert 0.5 < share < 0.99  # read speech: mostly voiced, with pauses
+    assert gate.speech_samples >= sum(f.voiced for f in fr) * 320  # hangover adds, never removes
+
+
+def test_windows_on_real_speech(speech_16k: np.ndarray) -> None:
+    gate = SpeechGate()
+    w = Windower(4.0, 2.5, 1.0)
+    wins = [x for f in gate.push(speech_16k) for x in w.push(f)] + w.flush()
+    assert len(wins) >= 5
+    assert all(2.5 * SR <= len(x.samples) <= 4 * SR for x in wins)
+    starts = [x.start_s for x in wins]
+    assert starts == sorted(starts)
+    assert wins[-1].end_s <= len(speech_16k) / SR + 0.02
