@@ -51,8 +51,10 @@ class Scorer:
         self.batch_max = batch_max
         self.batch_wait = batch_wait_ms / 1000.0
         self.on_batch = on_batch
-        self._queue: asyncio.Queue[_Job] | None = None
+        self._queue: asyncio.Queue[_Job | None] | None = None  # None: stop after what is queued
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._inflight: list[_Job] = []
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamd-infer")
         self.windows = 0
         self.batches = 0
@@ -72,76 +74,113 @@ class Scorer:
             self._task = asyncio.create_task(self._worker(), name="scorer")
 
     async def close(self) -> None:
-        """Score what is queued, then stop."""
+        """Score everything submitted so far (the batch in flight included), then stop.
+
+        Every future handed out by ``submit`` is resolved when this returns: with its score, or
+        with an error if inference failed or the close itself was cancelled (a shutdown grace
+        period running out), so no stream waits forever on a window.
+        """
         if self._task is None or self._queue is None:
             return
-        while self._queue.qsize():
-            await asyncio.sleep(0.01)
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
-        self._pool.shutdown(wait=True)
+        self._closing = True
+        self._queue.put_nowait(None)
+        task = self._task
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            raise
+        finally:
+            self._task = None
+            self._pool.shutdown(wait=False)
 
     def submit(self, samples: np.ndarray) -> asyncio.Future[Score]:
-        if self._queue is None:
-            raise RuntimeError("scorer not started")
+        if self._queue is None or self._closing:
+            raise RuntimeError("scorer not started" if self._queue is None else "scorer closed")
         fut: asyncio.Future[Score] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Job(samples, fut))
         return fut
 
-    async def _collect(self) -> list[_Job]:
+    async def _collect(self) -> tuple[list[_Job], bool]:
+        """One batch, and whether the stop marker was reached (nothing follows it)."""
         assert self._queue is not None
-        batch = [await self._queue.get()]
+        first = await self._queue.get()
+        if first is None:
+            return [], True
+        batch = [first]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.batch_wait
         while len(batch) < self.batch_max:
             try:
-                batch.append(self._queue.get_nowait())
-                continue
+                item = self._queue.get_nowait()
             except asyncio.QueueEmpty:
-                pass
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-            except asyncio.TimeoutError:
-                break
-        return batch
+                remaining = deadline - loop.time()
+                if remaining <= 0 or self._closing:  # closing: no point waiting for more
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), remaining)
+                except asyncio.TimeoutError:
+                    break
+            if item is None:
+                return batch, True
+            batch.append(item)
+        return batch, False
 
     async def _worker(self) -> None:
+        try:
+            stop = False
+            while not stop:
+                batch, stop = await self._collect()
+                self._inflight = batch
+                await self._run(batch)
+                self._inflight = []
+        finally:
+            self._fail_unresolved()
+
+    def _fail_unresolved(self) -> None:
+        """The worker is gone (cancelled or crashed): nothing it held may stay pending."""
+        jobs = list(self._inflight)
+        self._inflight = []
+        while self._queue is not None and not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None:
+                jobs.append(item)
+        for j in jobs:
+            if not j.future.done():
+                j.future.set_exception(RuntimeError("scorer stopped before scoring this window"))
+
+    async def _run(self, batch: list[_Job]) -> None:
+        live = [j for j in batch if not j.future.done()]
+        if not live:
+            return
         loop = asyncio.get_running_loop()
-        while True:
-            batch = await self._collect()
-            live = [j for j in batch if not j.future.done()]
-            if not live:
-                continue
-            t0 = time.perf_counter()
-            try:
-                p, logits = await loop.run_in_executor(
-                    self._pool, self.detector.score_windows, [j.samples for j in live]
-                )
-            except Exception as exc:
-                log.error("inference failed for a batch of %d: %s", len(live), exc)
-                for j in live:
-                    if not j.future.done():
-                        j.future.set_exception(exc)
-                continue
-            t1 = time.perf_counter()
-            self.windows += len(live)
-            self.batches += 1
-            self.busy_s += t1 - t0
-            if self.on_batch is not None:
-                self.on_batch(len(live), t1 - t0)
-            for i, j in enumerate(live):
+        t0 = time.perf_counter()
+        try:
+            p, logits = await loop.run_in_executor(
+                self._pool, self.detector.score_windows, [j.samples for j in live]
+            )
+        except Exception as exc:
+            log.error("inference failed for a batch of %d: %s", len(live), exc)
+            for j in live:
                 if not j.future.done():
-                    j.future.set_result(
-                        Score(
-                            float(p[i]),
-                            tuple(float(v) for v in logits[i]),
-                            len(live),
-                            t1 - j.t_submit,
-                            t1 - t0,
-                        )
+                    j.future.set_exception(exc)
+            return
+        t1 = time.perf_counter()
+        self.windows += len(live)
+        self.batches += 1
+        self.busy_s += t1 - t0
+        if self.on_batch is not None:
+            self.on_batch(len(live), t1 - t0)
+        for i, j in enumerate(live):
+            if not j.future.done():
+                j.future.set_result(
+                    Score(
+                        float(p[i]),
+                        tuple(float(v) for v in logits[i]),
+                        len(live),
+                        t1 - j.t_submit,
+                        t1 - t0,
                     )
+                )

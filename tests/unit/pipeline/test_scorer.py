@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +78,63 @@ def test_scores_do_not_depend_on_batch_mates(detector: Detector) -> None:
     alone = [detector.score_windows([w])[0][0] for w in ws]
     together = detector.score_windows(ws)[0]
     np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+class _Gate:
+    """Holds each batch inside ``score_windows`` until released, so a test can close the scorer
+    while a batch is really in flight in the worker thread."""
+
+    def __init__(self, detector: Detector) -> None:
+        self.detector = dataclasses.replace(detector)
+        self.inner = detector.score_windows
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        setattr(self.detector, "score_windows", self._score)  # noqa: B010 (instance override)
+
+    def _score(self, ws: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        self.entered.set()
+        assert self.release.wait(10), "test never released the batch"
+        return self.inner(ws)
+
+
+async def test_close_resolves_the_batch_in_flight_and_everything_queued(
+    detector: Detector,
+) -> None:
+    gate = _Gate(detector)
+    scorer = Scorer(gate.detector, batch_max=2, batch_wait_ms=0)
+    await scorer.start()
+    ws = windows(5, 7)
+    futs = [scorer.submit(w) for w in ws]
+    assert await asyncio.to_thread(gate.entered.wait, 10)
+    closing = asyncio.create_task(scorer.close())
+    await asyncio.sleep(0.05)
+    assert not closing.done()  # close waits for the batch in flight instead of cancelling it
+    gate.release.set()
+    await asyncio.wait_for(closing, 30)
+    assert all(f.done() for f in futs)
+    got = [f.result().p_fake for f in futs]
+    np.testing.assert_allclose(got, detector.score_windows(ws)[0], atol=1e-5)
+    with pytest.raises(RuntimeError, match="closed"):
+        scorer.submit(ws[0])
+
+
+async def test_cancelled_close_still_resolves_every_future(detector: Detector) -> None:
+    gate = _Gate(detector)
+    scorer = Scorer(gate.detector, batch_max=1, batch_wait_ms=0)
+    await scorer.start()
+    futs = [scorer.submit(w) for w in windows(4, 8)]
+    assert await asyncio.to_thread(gate.entered.wait, 10)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(scorer.close(), 0.05)  # a shutdown grace period running out
+    gate.release.set()
+    assert all(f.done() for f in futs)
+    for f in futs:
+        with pytest.raises(RuntimeError, match="stopped before scoring"):
+            f.result()
+
+
+async def test_close_with_nothing_queued_returns_at_once(detector: Detector) -> None:
+    scorer = Scorer(detector)
+    await scorer.start()
+    await asyncio.wait_for(scorer.close(), 5)
+    await scorer.close()  # twice is harmless
