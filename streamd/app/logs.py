@@ -1,9 +1,15 @@
-"""Logging: text for people, JSON lines for log shippers; reopenable for SIGHUP/logrotate."""
+"""Logging: text for people, JSON lines for log shippers; a log file follows logrotate.
+
+``logging.file`` is written through `logging.handlers.WatchedFileHandler`, which notices on the
+next record that logrotate renamed or removed the file and opens a new one, so no reload is needed;
+SIGHUP (``systemctl reload``) calls `reopen_log_files` to reopen at once.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 import sys
 from typing import Any
 
@@ -29,7 +35,9 @@ def setup_logging(level: str = "info", fmt: str = "text", file: str | None = Non
         root.removeHandler(h)
         h.close()
     handler: logging.Handler = (
-        logging.FileHandler(file) if file else logging.StreamHandler(sys.stderr)
+        logging.handlers.WatchedFileHandler(file, encoding="utf-8")
+        if file
+        else logging.StreamHandler(sys.stderr)
     )
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
@@ -39,3 +47,14 @@ def setup_logging(level: str = "info", fmt: str = "text", file: str | None = Non
     root.setLevel(level.upper())
     for noisy in ("aioice", "aiortc", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def reopen_log_files() -> int:
+    """Reopen every log file that was renamed or removed (SIGHUP); returns how many were."""
+    n = 0
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.handlers.WatchedFileHandler):
+            before = handler.stream
+            handler.reopenIfNeeded()
+            n += handler.stream is not before
+    return n

@@ -17,6 +17,7 @@ import socket
 from collections.abc import Mapping
 
 from streamd.app.daemon import Daemon
+from streamd.app.logs import reopen_log_files
 from streamd.config import Config
 
 log = logging.getLogger("streamd.app.service")
@@ -92,22 +93,6 @@ async def _keepalive(notifier: SystemdNotifier, daemon: Daemon, interval: float 
         await asyncio.sleep(min(interval or STATUS_EVERY_S, STATUS_EVERY_S))
 
 
-def reopen_log_files() -> int:
-    """SIGHUP: reopen ``logging.file`` after logrotate moved it; returns how many were reopened."""
-    n = 0
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
-            handler.acquire()
-            try:
-                if handler.stream is not None:
-                    handler.stream.close()
-                handler.stream = handler._open()
-                n += 1
-            finally:
-                handler.release()
-    return n
-
-
 async def run_daemon(config: Config, stdout_events: bool = False) -> int:
     """The daemon under a supervisor: READY=1 once serving, exit 0 after a clean SIGTERM/SIGINT."""
     daemon = Daemon(config, stdout_events=stdout_events)
@@ -122,7 +107,7 @@ async def run_daemon(config: Config, stdout_events: bool = False) -> int:
         notifier.notify("STOPPING=1", f"STATUS=stopping ({name})")
         daemon.request_stop(name)
 
-    def on_hup() -> None:
+    def on_hup() -> None:  # also keeps SIGHUP from ending the daemon
         log.info("SIGHUP: reopened %d log file(s)", reopen_log_files())
 
     for sig in (signal.SIGTERM, signal.SIGINT):

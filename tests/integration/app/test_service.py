@@ -122,7 +122,7 @@ def test_daemon_under_systemd_protocol(
             if log_file.exists() and "SIGHUP" in log_file.read_text():
                 break
             time.sleep(0.1)
-        assert "SIGHUP: reopened 1 log file" in log_file.read_text()
+        assert "SIGHUP: reopened" in log_file.read_text()  # by the handler or by SIGHUP
         assert "listening on" in rotated.read_text() and "listening on" not in log_file.read_text()
 
         d.signal(signal.SIGTERM)
