@@ -1,7 +1,9 @@
-"""G.711 mu-law and A-law with numpy lookup tables (``audioop`` is gone in Python 3.13).
+"""G.711 mu-law and A-law (PCMU, PCMA): the one implementation, tables and RTP decoder.
 
-Decoding is a 256-entry table. Encoding is a 65,536-entry table indexed by the int16 sample,
-built once from the ITU-T G.711 segment rules, so both directions are one numpy ``take``.
+``audioop`` is gone in Python 3.13, so the tables are built here (tests compare every code and
+every int16 value with ``audioop`` where it still exists). Decoding is a 256-entry table.
+Encoding is a 65,536-entry table indexed by the int16 sample, built once from the ITU-T G.711
+segment rules, so both directions are one numpy ``take``.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 from functools import cache
 
 import numpy as np
+
+from streamd.codecs.base import Decoder
 
 _ULAW_BIAS = 0x84
 
@@ -81,7 +85,8 @@ def _as_int16(samples: np.ndarray) -> np.ndarray:
         return samples
     if np.issubdtype(samples.dtype, np.floating):
         return np.clip(np.round(samples * 32768.0), -32768, 32767).astype(np.int16)
-    return np.clip(samples, -32768, 32767).astype(np.int16)
+    clipped: np.ndarray = np.clip(samples, -32768, 32767)
+    return clipped.astype(np.int16)
 
 
 def ulaw_encode(samples: np.ndarray) -> bytes:
@@ -94,3 +99,19 @@ def alaw_encode(samples: np.ndarray) -> bytes:
     """int16 (or float in [-1, 1]) samples to A-law bytes."""
     idx = _as_int16(np.asarray(samples)).astype(np.int32) + 32768
     return bytes(_alaw_encode_table()[idx])
+
+
+class G711Decoder(Decoder):
+    """PCMU or PCMA RTP payloads: one byte per sample (per channel), no inter-packet state."""
+
+    def __init__(self, encoding: str, clock_rate: int, channels: int) -> None:
+        self.encoding = encoding
+        super().__init__(clock_rate, channels, clock_rate)
+        self._table_decode = ulaw_decode if encoding == "PCMU" else alaw_decode
+
+    def decode(self, payload: bytes) -> np.ndarray:
+        self._check_frame_bytes(payload, self.channels)
+        return self._shape(self._table_decode(payload))
+
+    def duration(self, payload: bytes) -> int | None:
+        return len(payload) // self.channels

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from streamd.codecs.decoders import CodecError, Decoder, make_decoder
+from streamd.codecs import CodecError, Decoder, make_decoder
 from streamd.errors import StreamdError
 from streamd.protocols.jitter import Gap, JitterBuffer, Payload
 from streamd.protocols.rtp import RtpError, is_rtcp, parse_rtp

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import WSMsgType, web
 
-from streamd.http.auth import token_ok
 from streamd.ingest.feeds.connection import FeedLimits, FeedSource
+from streamd.protocols.credentials import token_ok
 from streamd.protocols.feeds.base import CLOSE_NORMAL, FeedEvent
 
 if TYPE_CHECKING:
@@ -58,7 +58,9 @@ class WebSocketFeed(FeedSource):
 
     def authorize(self, request: web.Request) -> str | None:
         """Why this upgrade request may not connect (answered 401), or None: ``server.tokens``."""
-        return None if token_ok(request, self.tokens) else "missing or wrong bearer token"
+        if token_ok(request.headers, request.query, self.tokens):
+            return None
+        return "missing or wrong bearer token"
 
     def new_session(self, request: web.Request) -> WebSocketSession:
         raise NotImplementedError

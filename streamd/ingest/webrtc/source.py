@@ -30,11 +30,11 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 
 from streamd.errors import ConfigError
-from streamd.http.auth import require_token
 from streamd.ingest.base import Source
 from streamd.ingest.webrtc.media import MAX_GAP_S, StreamWriter, restrict_host_addresses
 from streamd.pipeline.audio import StreamInfo
 from streamd.pipeline.hub import HubRefused
+from streamd.protocols.credentials import CHALLENGE_HEADERS, UNAUTHORIZED_JSON, token_ok
 
 if TYPE_CHECKING:
     from streamd.config import Config
@@ -268,7 +268,10 @@ class WebRtcSource(Source):
         app.router.add_post(OFFER_PATH, self.handle_offer)
 
     async def handle_offer(self, request: web.Request) -> web.Response:
-        require_token(request, self.tokens)
+        if not token_ok(request.headers, request.query, self.tokens):
+            raise web.HTTPUnauthorized(
+                text=UNAUTHORIZED_JSON, content_type="application/json", headers=CHALLENGE_HEADERS
+            )
         hub: StreamHub | None = getattr(self, "hub", None)
         if hub is None or self.stopping or not hub.accepting:
             self.refused += 1

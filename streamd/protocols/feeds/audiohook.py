@@ -25,7 +25,6 @@ but opens no streams.
 
 from __future__ import annotations
 
-import hmac
 import math
 import re
 from collections.abc import Collection, Mapping
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamd.codecs.g711 import ulaw_decode
+from streamd.protocols.credentials import one_of
 from streamd.protocols.feeds.base import (
     CLOSE_NORMAL,
     CLOSE_POLICY,
@@ -156,10 +156,10 @@ def check_auth(
     """
     lower = {str(k).lower(): str(v).strip() for k, v in headers.items()}
     if api_keys:
-        key = lower.get("x-api-key", "").encode()
+        key = lower.get("x-api-key", "")
         if not key:
             return "missing X-API-KEY header"
-        if not any(hmac.compare_digest(key, k.encode()) for k in api_keys):
+        if not one_of(key, api_keys):
             return "X-API-KEY is not one of the configured keys"
     if allowed_orgs:
         org = lower.get("audiohook-organization-id", "")

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamd.codecs import g711
-from streamd.codecs.decoders import CodecError, Decoder, make_decoder, opus_packet_samples
+from streamd.codecs import CodecError, Decoder, g711, make_decoder
+from streamd.codecs.av import opus_packet_samples
 from streamd.errors import ProtocolError
 
 try:

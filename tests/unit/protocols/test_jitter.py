@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamd.codecs.decoders import make_decoder
+from streamd.codecs import make_decoder
 from streamd.protocols.jitter import Gap, Item, JitterBuffer, Payload
 from streamd.protocols.rtp import RtpPacket, parse_rtp
 

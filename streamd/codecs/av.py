@@ -1,13 +1,7 @@
-"""Payload decoders for RTP and the other ingests: RTP payload bytes to int16 PCM.
+"""G.722 and Opus through PyAV (FFmpeg), the codecs too intricate to write here.
 
-A decoder is made once per stream and keeps its state across packets: G.722 is ADPCM and Opus
-has inter-frame prediction, so decoding each packet with a fresh decoder would click. PyAV is
-imported only when a G.722 or Opus decoder is made, so G.711/L16-only deployments never load it.
-
-Two rates matter and they are not always equal. ``clock_rate`` is the RTP timestamp clock from
-the SDP; ``sample_rate`` is the rate of the decoded audio. G.722 is the classic case: its RTP
-clock is 8000 (RFC 3551 §4.5.2, a historical mistake kept for compatibility) but it carries
-16 kHz audio. ``samples_per_timestamp`` converts jitter-buffer gaps (in clock ticks) into samples.
+PyAV is imported only when a G.722 or Opus decoder is made, so G.711/L16-only deployments never
+load it. The Opus TOC parser is ours: the jitter buffer needs a packet's duration before decoding.
 """
 
 from __future__ import annotations
@@ -16,93 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from streamd.codecs import g711
-from streamd.errors import ProtocolError
-
-
-class CodecError(ProtocolError):
-    """A codec we cannot build, or a payload that does not decode."""
-
-
-class Decoder:
-    """Base decoder: int16 output, ``[n]`` for mono and ``[n, channels]`` otherwise."""
-
-    encoding: str = ""
-
-    def __init__(self, clock_rate: int, channels: int, sample_rate: int) -> None:
-        if clock_rate <= 0 or sample_rate <= 0:
-            raise CodecError(f"{self.encoding}: rates must be positive")
-        if not 1 <= channels <= 8:
-            raise CodecError(f"{self.encoding}: {channels} channels is not 1..8")
-        self.clock_rate = clock_rate
-        self.channels = channels
-        self.sample_rate = sample_rate
-
-    @property
-    def samples_per_timestamp(self) -> float:
-        """Decoded samples (per channel) per RTP clock tick."""
-        return self.sample_rate / self.clock_rate
-
-    def decode(self, payload: bytes) -> np.ndarray:
-        """Decode one packet's payload."""
-        raise NotImplementedError
-
-    def duration(self, payload: bytes) -> int | None:
-        """RTP clock ticks covered by ``payload``, if the bytes alone tell (for the jitter buffer)."""
-        return None
-
-    def silence(self, n_clock_samples: int) -> np.ndarray:
-        """Zeros for a gap of ``n_clock_samples`` RTP clock ticks, shaped like :meth:`decode` output."""
-        n = max(0, round(n_clock_samples * self.samples_per_timestamp))
-        return self._shape(np.zeros(n * self.channels, dtype=np.int16))
-
-    def reset(self) -> None:
-        """Drop inter-packet state (new source after an SSRC change)."""
-
-    def _shape(self, interleaved: np.ndarray) -> np.ndarray:
-        if self.channels == 1:
-            return interleaved
-        return interleaved.reshape(-1, self.channels)
-
-    def _check_frame_bytes(self, payload: bytes, bytes_per_frame: int) -> None:
-        if len(payload) % bytes_per_frame:
-            raise CodecError(
-                f"{self.encoding}: {len(payload)} bytes is not a whole number of "
-                f"{bytes_per_frame}-byte sample frames"
-            )
-
-
-class G711Decoder(Decoder):
-    """PCMU or PCMA via the lookup tables in :mod:`streamd.codecs.g711`."""
-
-    def __init__(self, encoding: str, clock_rate: int, channels: int) -> None:
-        self.encoding = encoding
-        super().__init__(clock_rate, channels, clock_rate)
-        self._table_decode = g711.ulaw_decode if encoding == "PCMU" else g711.alaw_decode
-
-    def decode(self, payload: bytes) -> np.ndarray:
-        self._check_frame_bytes(payload, self.channels)
-        return self._shape(self._table_decode(payload))
-
-    def duration(self, payload: bytes) -> int | None:
-        return len(payload) // self.channels
-
-
-class L16Decoder(Decoder):
-    """Linear 16-bit PCM in network byte order, channels interleaved (RFC 3551 §4.5.11)."""
-
-    encoding = "L16"
-
-    def __init__(self, clock_rate: int, channels: int) -> None:
-        super().__init__(clock_rate, channels, clock_rate)
-
-    def decode(self, payload: bytes) -> np.ndarray:
-        self._check_frame_bytes(payload, 2 * self.channels)
-        return self._shape(np.frombuffer(payload, dtype=">i2").astype(np.int16))
-
-    def duration(self, payload: bytes) -> int | None:
-        return len(payload) // (2 * self.channels)
-
+from streamd.codecs.base import CodecError, Decoder
 
 # Opus frame durations in 48 kHz samples, by TOC config number (RFC 6716 §3.1, table 2).
 _OPUS_FRAME = (
@@ -186,7 +94,7 @@ class _AvDecoder(Decoder):
         return self._shape(np.concatenate(chunks).reshape(-1))
 
     def _frame_to_int16(self, frame: Any) -> np.ndarray:
-        array = frame.to_ndarray()
+        array: np.ndarray = frame.to_ndarray()
         got = len(frame.layout.channels)
         # Planar frames come as [channels, n], packed ones as [1, n * channels].
         samples = array.T if frame.format.is_planar else array.reshape(-1, got)
@@ -239,20 +147,3 @@ class OpusDecoder(_AvDecoder):
             return opus_packet_samples(payload)
         except CodecError:
             return None
-
-
-def make_decoder(encoding_name: str, clock_rate: int, channels: int = 1) -> Decoder:
-    """A stateful decoder for an SDP ``rtpmap`` encoding (case-insensitive)."""
-    name = encoding_name.strip().upper()
-    if name in ("PCMU", "PCMA"):
-        return G711Decoder(name, clock_rate, channels)
-    if name == "L16":
-        return L16Decoder(clock_rate, channels)
-    if name == "G722":
-        return G722Decoder(clock_rate, channels)
-    if name == "OPUS":
-        return OpusDecoder(clock_rate, channels)
-    raise CodecError(f"unsupported encoding {encoding_name!r}")
-
-
-SUPPORTED_ENCODINGS = ("PCMU", "PCMA", "L16", "G722", "opus")
