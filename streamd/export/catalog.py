@@ -3,20 +3,19 @@
 Downloads go to the cache (``$XDG_CACHE_HOME/streamd``), are checked against the sha256 below
 before anything is exported, and fail with a message that says how to install from a local file.
 ``STREAMD_MODEL_MIRROR`` replaces the GitHub base URL (an internal mirror; tests use a local one).
+pooch (the downloader behind scipy.datasets) does the fetching: a temporary file in the cache,
+moved into place only once its sha256 matches, and a progress bar on a terminal.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+import re
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from streamd.errors import ModelError, UsageError
-from streamd.model.manifest import sha256_file
 
 GITHUB = "https://github.com"
 
@@ -80,42 +79,47 @@ def cache_dir() -> Path:
 
 
 def download(known: Known, cache: Path) -> Path:
-    cache.mkdir(parents=True, exist_ok=True)
-    target = cache / f"{known.name}-{known.filename}"
-    if target.exists() and sha256_file(target) == known.sha256:
-        print(f"using cached {target}")
-        return target
+    """The checkpoint in the cache, fetched (from ``$STREAMD_MODEL_MIRROR`` if set) when absent."""
+    import pooch
+    import requests
+
     base = os.environ.get("STREAMD_MODEL_MIRROR", GITHUB).rstrip("/")
     url = f"{base}/{known.path}"
-    part = target.with_suffix(target.suffix + ".part")
-    print(f"downloading {url}")
+
+    def say_cached(path: str, action: str, _: object) -> str:
+        if action == "fetch":  # pooch logs downloads itself ("Downloading data from ...")
+            print(f"using cached {path}")
+        return path
+
     try:
-        with urllib.request.urlopen(url, timeout=30) as resp, open(part, "wb") as out:
-            total = int(resp.headers.get("Content-Length") or 0)
-            done = 0
-            while block := resp.read(1 << 16):
-                out.write(block)
-                done += len(block)
-                if total and sys.stderr.isatty():
-                    print(f"\r  {done / 1e6:.1f} / {total / 1e6:.1f} MB", end="", file=sys.stderr)
-        if total and sys.stderr.isatty():
-            print(file=sys.stderr)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        part.unlink(missing_ok=True)
-        reason = getattr(exc, "reason", exc)
+        path = pooch.retrieve(
+            url,
+            known_hash=f"sha256:{known.sha256}",
+            fname=f"{known.name}-{known.filename}",
+            path=cache,
+            processor=say_cached,
+            downloader=pooch.HTTPDownloader(progressbar=sys.stderr.isatty(), timeout=30),
+        )
+    except (requests.RequestException, OSError) as exc:
         raise ModelError(
-            f"cannot download {known.name} from {url} ({reason}). Offline? Install it from a local copy of "
-            f"{known.filename} (sha256 {known.sha256[:12]}…): "
+            f"cannot download {known.name} from {url} ({_reason(exc)}). Offline? Install it from a "
+            f"local copy of {known.filename} (sha256 {known.sha256[:12]}…): "
             f"streamd models export --family {known.family} --from PATH/{known.filename} --name {known.name}"
         ) from None
-    digest = sha256_file(part)
-    if digest != known.sha256:
-        part.unlink(missing_ok=True)
+    except ValueError as exc:  # pooch: the hash does not match; the download is already removed
+        got = re.search(r"but got (\w+)", str(exc))
         raise ModelError(
-            f"{url}: sha256 {digest} does not match the published {known.sha256}; not installed"
-        )
-    shutil.move(str(part), target)
-    return target
+            f"{url}: sha256 {got[1] if got else '(unknown)'} does not match the published "
+            f"{known.sha256}; not installed"
+        ) from None
+    return Path(path)
+
+
+def _reason(exc: Exception) -> str:
+    """The innermost cause, e.g. "Connection refused", not requests' nested repr."""
+    while exc.__context__ is not None and isinstance(exc.__context__, Exception):
+        exc = exc.__context__
+    return str(exc).split("] ")[-1].split(" for url: ")[0] or type(exc).__name__
 
 
 def pull(name: str, models_dir: Path, cache: Path | None = None) -> Path:

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streamd.export.catalog import KNOWN
+from streamd.export.catalog import KNOWN, download
+from streamd.model.manifest import sha256_file
 
 
 @pytest.fixture
@@ -82,3 +83,21 @@ def test_offline_says_how_to_install_from_a_file(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr
     r = pull("nonesuch", tmp_path, "http://127.0.0.1:9")
     assert r.returncode == 2 and "known: aasist" in r.stderr
+
+
+def test_cache_is_reused_offline_and_a_corrupt_copy_is_fetched_again(
+    mirror: tuple[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, tmp = mirror
+    known = KNOWN["aasist-l"]
+    cache = tmp / "cache"
+    cache.mkdir()
+    cached = cache / f"{known.name}-{known.filename}"
+    cached.write_bytes(b"truncated by a crash")
+    monkeypatch.setenv("STREAMD_MODEL_MIRROR", url)
+    assert download(known, cache) == cached  # the wrong copy is replaced from the mirror
+    assert sha256_file(cached) == known.sha256
+    monkeypatch.setenv("STREAMD_MODEL_MIRROR", "http://127.0.0.1:9")  # offline now
+    assert download(known, cache) == cached
+    assert f"using cached {cached}" in capsys.readouterr().out
+    assert sorted(p.name for p in cache.iterdir()) == [cached.name]  # no partial files left
