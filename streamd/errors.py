@@ -4,7 +4,10 @@ from __future__ import annotations
 
 
 class StreamdError(Exception):
-    """A failure the user can act on. ``exit_code`` follows DESIGN.md: 2 usage/config, 1 runtime."""
+    """A failure the user can act on. ``exit_code``: 2 usage/config, 1 runtime.
+
+    The exit codes are in docs/design.md, "Command line".
+    """
 
     exit_code = 1
 

@@ -1,7 +1,7 @@
 """The daemon's lifecycle: load the model, start scorer, bus, server and sources; stop cleanly.
 
 Shutdown order matters: stop taking streams, let sources end theirs, score what is buffered,
-emit ``stream.ended`` for every open stream, then flush the store (DESIGN.md "Running for real").
+emit ``stream.ended`` for every open stream, then flush the store (docs/design.md "Lifecycle").
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Event JSON version 1 (DESIGN.md). Clients ignore unknown fields; breaking changes bump ``v``."""
+"""Event JSON version 1 (docs/design.md, "Event schema").
+
+Clients ignore unknown fields; breaking changes bump ``v``.
+"""
 
 from __future__ import annotations
 

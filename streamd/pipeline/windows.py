@@ -1,4 +1,4 @@
-"""Sliding windows of speech, per stream (DESIGN.md "windower").
+"""Sliding windows of speech, per stream (docs/design.md "How a stream is scored").
 
 Speech frames (with hangover) go into a buffer that holds at most ``length_s``. A window is cut
 every ``hop_s`` of new speech once the buffer is full. When speech stops for ``pause_s`` or the

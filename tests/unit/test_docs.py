@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
-PAGES = [README, *sorted((ROOT / "docs").rglob("*.md"))]
+PAGES = [README, ROOT / "models" / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 README_MAX_LINES = 400
 
 FENCE = re.compile(r"^\s*(```|~~~)")
@@ -114,6 +114,28 @@ def test_there_are_pages_and_readme_links_into_them() -> None:
 @pytest.mark.parametrize("path", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_relative_links_resolve(path: Path) -> None:
     assert broken_links(path) == []
+
+
+CITATION = re.compile(r'(docs/[\w./-]+\.md)(?:,?\s+"([^"]+)")?')
+
+
+def test_code_cites_pages_and_headings_that_exist() -> None:
+    """Docstrings point readers at docs/ pages (and a heading by its text); both must exist."""
+    problems = []
+    for py in sorted((ROOT / "streamd").rglob("*.py")):
+        text = py.read_text(encoding="utf-8")
+        where = py.relative_to(ROOT)
+        if "DESIGN.md" in text:
+            problems.append(f"{where}: cites DESIGN.md, which is not in the repository")
+        for m in CITATION.finditer(text):
+            page = ROOT / m.group(1)
+            if not page.exists():
+                problems.append(f"{where}: {m.group(1)} does not exist")
+            elif m.group(2) and not any(
+                a == slug(m.group(2)) or a.startswith(slug(m.group(2)) + "-") for a in anchors(page)
+            ):
+                problems.append(f"{where}: no heading {m.group(2)!r} in {m.group(1)}")
+    assert problems == []
 
 
 def test_readme_is_a_short_guide() -> None:

@@ -1,9 +1,9 @@
 """What the WebRTC source does with media, kept apart from signalling so it can be tested alone.
 
 - ``restrict_host_addresses``: aioice gathers a host candidate on every interface (and never on
-  127.0.0.1) and has no option to choose (aiortc/aioice#2, #57). DESIGN.md wants host candidates
-  on ``sources.webrtc.host`` only, so the module function aioice calls is wrapped once, and the
-  wrapper answers from a context variable that only the daemon's own answers set. Other
+  127.0.0.1) and has no option to choose (aiortc/aioice#2, #57). docs/design.md wants host
+  candidates on ``sources.webrtc.host`` only, so the module function aioice calls is wrapped once,
+  and the wrapper answers from a context variable that only the daemon's own answers set. Other
   ``RTCPeerConnection``s in the same process (a test's sender) keep aioice's behaviour.
 - ``FrameTimeline``: a received ``AudioFrame``'s ``pts`` comes from the RTP timestamp
   (aiortc#168), so lost packets and DTX show up as a jump in ``pts``; the jitter buffer skips
