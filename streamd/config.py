@@ -264,6 +264,45 @@ class StoreConfig(_Section):
     retention_days: float = Field(30, gt=0)
 
 
+class NatsSinkConfig(_Section):
+    """Events into a NATS JetStream stream, with the SQLite store as the outbox."""
+
+    enabled: bool = False
+    servers: list[str] = Field(["nats://127.0.0.1:4222"], min_length=1)
+    stream: str = Field("STREAMD", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    subject_prefix: str = Field(
+        "streamd",
+        pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$",
+        description="<prefix>.<type>.<call>",
+    )
+    replicas: int = Field(3, ge=1, le=5, description="used when the stream is created")
+    max_age_days: float = Field(30, gt=0, description="used when the stream is created")
+    duplicate_window_s: float = Field(
+        300, gt=0, description="JetStream drops a repeated Nats-Msg-Id within this window"
+    )
+    node_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="in every event and Nats-Msg-Id; null: the host name",
+    )
+    max_in_flight: int = Field(
+        1, ge=1, le=1024, description="publishes awaiting an ack; 1 keeps exact order on failures"
+    )
+    ack_timeout_s: float = Field(2.0, gt=0, le=60)
+    flush_s: float = Field(5.0, ge=0, description="on stop: time to publish what is left")
+    credentials: str | None = Field(None, description="a .creds file (JWT + NKey)")
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+
+class SinksConfig(_Section):
+    nats: NatsSinkConfig = NatsSinkConfig()
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
@@ -288,6 +327,7 @@ class Config(BaseSettings):
     model: ModelConfig = ModelConfig()
     alerts: AlertsConfig = AlertsConfig()
     store: StoreConfig = StoreConfig()
+    sinks: SinksConfig = SinksConfig()
     logging: LoggingConfig = LoggingConfig()
     service: ServiceConfig = ServiceConfig()
 

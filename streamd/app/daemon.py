@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from streamd.config import Config
 from streamd.errors import StreamdError
 from streamd.events.bus import EventBus, JsonLinesSink
+from streamd.events.nats_sink import NatsOutbox, node_name
 from streamd.events.store import EventStore, open_store
 from streamd.ingest.base import Source
 from streamd.ingest.files import FileSource
@@ -88,6 +89,7 @@ class Daemon:
         self.hub: StreamHub | None = None
         self.sources: list[Source] = []
         self.store: EventStore | None = None
+        self.outbox: NatsOutbox | None = None
         self.server: ServerHandle | None = None
         self.ready = False
         self.ready_event = asyncio.Event()  # set once the model is loaded and sources listen
@@ -100,7 +102,14 @@ class Daemon:
         cfg = self.config
         self.detector = await asyncio.to_thread(load_detector, cfg, self.model_name)
         self.store = await asyncio.to_thread(open_store, cfg)
-        self.bus = EventBus(self.store)
+        nats_cfg = cfg.sinks.nats
+        self.bus = EventBus(
+            self.store, node=node_name(nats_cfg.node_id) if nats_cfg.enabled else None
+        )
+        if nats_cfg.enabled and self.bus.node is not None:
+            self.outbox = NatsOutbox(nats_cfg, self.store, self.bus.node)
+            await self.outbox.start()
+            self.bus.add_sink(self.outbox.notify)
         if self.stdout_events:
             self.bus.add_sink(JsonLinesSink())
         self.scorer = Scorer(self.detector, cfg.model.batch_max, cfg.model.batch_wait_ms)
@@ -185,6 +194,8 @@ class Daemon:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
+        if self.outbox is not None:
+            await self.outbox.stop()
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
             log.info("event store closed at id %d", self.bus.last_id if self.bus else 0)

@@ -28,8 +28,9 @@ class EventLog(Protocol):
 
 
 class EventBus:
-    def __init__(self, store: EventLog | None = None) -> None:
+    def __init__(self, store: EventLog | None = None, node: str | None = None) -> None:
         self.store = store
+        self.node = node  # set when several daemons publish into one place (sinks.nats)
         self._next_id = (store.last_id() if store is not None else 0) + 1
         self._sinks: list[Sink] = []
         self.published = 0
@@ -49,7 +50,7 @@ class EventBus:
     def publish(
         self, type_: str, stream: dict[str, Any] | None = None, **fields: Any
     ) -> dict[str, Any]:
-        event = make_event(self._next_id, type_, stream, **fields)
+        event = make_event(self._next_id, type_, stream, node=self.node, **fields)
         if self.store is not None:
             try:
                 event["id"] = self.store.append(event)

@@ -6,6 +6,11 @@ loop thread (an append is one small autocommitted INSERT, tens of microseconds);
 and WAL checkpoints use a second connection from worker threads, so neither a long replay nor an
 fsync ever stalls the loop.
 
+The store is also the outbox of the NATS sink (events/nats_sink.py): with ``outbox`` on, rows are
+written with ``sent = 0`` and marked ``sent = 1`` once JetStream acknowledged them; rows written
+while no sink was configured (and rows from stores made before the column existed) have
+``sent IS NULL`` and are never published. Pruning keeps unsent rows.
+
 Durability: ``synchronous=NORMAL`` in WAL mode means a committed event survives a crash or
 ``kill -9`` of the daemon (it is in the OS page cache); only a power loss or kernel crash can lose
 the last events since the previous checkpoint.
@@ -45,6 +50,10 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 CREATE INDEX IF NOT EXISTS events_call ON events (call_id, id);
 """
+# Added after the first release: stores made before it get the column on open (rows stay NULL).
+_OUTBOX = """
+CREATE INDEX IF NOT EXISTS events_unsent ON events (id) WHERE sent = 0;
+"""
 
 
 class StoreError(StreamdError):
@@ -62,9 +71,10 @@ def default_store_path(environ: dict[str, str] | None = None) -> Path:
 
 
 class EventStore:
-    def __init__(self, path: str | Path, readonly: bool = False) -> None:
+    def __init__(self, path: str | Path, readonly: bool = False, outbox: bool = False) -> None:
         self.path = Path(path)
         self.readonly = readonly
+        self.outbox = outbox  # new rows wait for the NATS sink (sent = 0)
         self._lock_file: IO[str] | None = None
         self._read_lock = threading.Lock()
         self._writer: sqlite3.Connection | None = None
@@ -88,6 +98,7 @@ class EventStore:
             # Checkpoints (and their fsync) run from a worker thread via checkpoint(), not on append.
             self._writer.execute("PRAGMA wal_autocheckpoint=0")
             self._writer.executescript(_SCHEMA)
+            self._migrate(self._writer)
             self._last = self._high_water(self._writer)
         elif not self.path.exists():
             raise StoreError(f"store.path: {self.path} does not exist")
@@ -121,6 +132,14 @@ class EventStore:
         self._lock_file = f
 
     @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+        if "sent" not in columns:
+            conn.execute("ALTER TABLE events ADD COLUMN sent INTEGER")
+            log.info("store: added the outbox column (existing events are not published)")
+        conn.executescript(_OUTBOX)
+
+    @staticmethod
     def _high_water(conn: sqlite3.Connection) -> int:
         row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         return int(row[0]) if row else 0
@@ -138,8 +157,8 @@ class EventStore:
         call_id = stream.get("call_id") if isinstance(stream, dict) else None
         body = json.dumps(event, separators=(",", ":"))
         self._writer.execute(
-            "INSERT INTO events (id, ts, type, call_id, body) VALUES (?, ?, ?, ?, ?)",
-            (self._last, time.time(), event["type"], call_id, body),
+            "INSERT INTO events (id, ts, type, call_id, body, sent) VALUES (?, ?, ?, ?, ?, ?)",
+            (self._last, time.time(), event["type"], call_id, body, 0 if self.outbox else None),
         )
         self.appended += 1
         return self._last
@@ -189,6 +208,34 @@ class EventStore:
     ) -> list[dict[str, Any]]:
         return [json.loads(body) for _, body in self.read_raw(after_id, types, call_id, limit)]
 
+    def read_unsent(
+        self, after_id: int = 0, limit: int = 1000
+    ) -> list[tuple[int, str, str | None, str]]:
+        """``(id, type, call_id, json text)`` of outbox rows not yet acknowledged, oldest first."""
+        with self._read_lock:
+            rows = self._reader.execute(
+                "SELECT id, type, call_id, body FROM events WHERE sent = 0 AND id > ? "
+                "ORDER BY id LIMIT ?",
+                (int(after_id), int(limit)),
+            ).fetchall()
+        return [(int(i), str(t), None if c is None else str(c), str(b)) for i, t, c, b in rows]
+
+    def mark_sent(self, upto_id: int, from_id: int = 0) -> int:
+        """Mark outbox rows ``from_id <= id <= upto_id`` sent; return how many changed."""
+        if self._writer is None:
+            raise StoreError("the event store is read-only or closed")
+        cur = self._writer.execute(
+            "UPDATE events SET sent = 1 WHERE sent = 0 AND id >= ? AND id <= ?",
+            (int(from_id), int(upto_id)),
+        )
+        return int(cur.rowcount)
+
+    def unsent_count(self) -> int:
+        with self._read_lock:
+            return int(
+                self._reader.execute("SELECT count(*) FROM events WHERE sent = 0").fetchone()[0]
+            )
+
     def count(self) -> int:
         with self._read_lock:
             return int(self._reader.execute("SELECT count(*) FROM events").fetchone()[0])
@@ -208,7 +255,8 @@ class EventStore:
         while max_rows is None or deleted < max_rows:
             chunk = PRUNE_CHUNK if max_rows is None else min(PRUNE_CHUNK, max_rows - deleted)
             cur = self._writer.execute(
-                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE ts < ? ORDER BY id LIMIT ?)",
+                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE ts < ? "
+                "AND sent IS NOT 0 ORDER BY id LIMIT ?)",
                 (cutoff, chunk),
             )
             deleted += cur.rowcount
@@ -240,6 +288,6 @@ class EventStore:
 
 def open_store(config: Config, environ: dict[str, str] | None = None) -> EventStore:
     path = Path(config.store.path) if config.store.path else default_store_path(environ)
-    store = EventStore(path)
+    store = EventStore(path, outbox=config.sinks.nats.enabled)
     log.info("event store %s: last id %d", path, store.last_id())
     return store

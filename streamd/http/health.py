@@ -36,6 +36,9 @@ def readiness(daemon: Daemon) -> tuple[bool, dict[str, Any]]:
         reasons.append(f"sources down: {down}")
     ok = not reasons
     info.update(ready=ok, reasons=reasons, last_event_id=daemon.bus.last_id if daemon.bus else None)
+    if daemon.outbox is not None:
+        # Shown, never a reason: calls keep flowing while NATS is down; events wait in the outbox.
+        info["sinks"] = {"nats": daemon.outbox.status()}
     return ok, info
 
 

@@ -95,6 +95,8 @@ class _LiveCollector:
             for name, value in source.metric_counters().items():
                 per_source.add_metric([source.name, name], value)
         yield per_source
+        if d.outbox is not None:
+            yield from _outbox_metrics(d.outbox.status())
         if d.bus is not None:
             yield _gauge("streamd_last_event_id", "Id of the last event published", d.bus.last_id)
             yield _counter(
@@ -102,6 +104,23 @@ class _LiveCollector:
                 "Events that could not be written to the store",
                 d.bus.store_errors,
             )
+
+
+def _outbox_metrics(status: dict[str, Any]) -> Iterator[Metric]:
+    yield _gauge(
+        "streamd_nats_connected",
+        "1 when the NATS sink publishes (0: connecting, disconnected or no stream leader)",
+        int(status["state"] == "connected"),
+    )
+    yield _gauge(
+        "streamd_outbox_backlog", "Events stored but not yet acked by JetStream", status["backlog"]
+    )
+    for key, doc in (
+        ("published", "Events acked by JetStream"),
+        ("duplicates", "Publishes JetStream dropped as repeats of a Nats-Msg-Id"),
+        ("errors", "Failed NATS connects or publishes (each is retried)"),
+    ):
+        yield _counter(f"streamd_nats_{key}", doc, status[key])
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
@@ -155,6 +174,12 @@ class DaemonMetrics:
             self.model.info(
                 {"name": det.name, "sha256": det.manifest.sha256 or "", "provider": det.provider}
             )
+        self.nats_publish = Histogram(
+            "streamd_nats_publish_seconds",
+            "Publish to JetStream ack, per event",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         r.register(_LiveCollector(self))  # type: ignore[arg-type]
         self._attach()
 
@@ -173,6 +198,8 @@ class DaemonMetrics:
             d.scorer.on_batch = on_batch
         if d.bus is not None:
             d.bus.add_sink(self.on_event)
+        if d.outbox is not None:
+            d.outbox.on_ack = self.nats_publish.observe
 
     def on_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
