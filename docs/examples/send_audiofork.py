@@ -22,7 +22,9 @@ from streamd.pipeline.audio import load_audio  # any file, any rate -> 16 kHz mo
 FRAME_BYTES = 640  # 20 ms of 16 kHz 16-bit mono
 
 
-async def send(url: str, path: str, call_id: str, token: str | None) -> None:
+async def send(
+    url: str, path: str, call_id: str, token: str | None = None, realtime: bool = True
+) -> None:
     pcm = (np.clip(load_audio(path), -1.0, 1.0) * 32767).astype("<i2").tobytes()
     meta = {"callId": call_id, "sampleRate": 16000, "mixType": "mono"}
     params = {"token": token} if token else {}
@@ -35,7 +37,8 @@ async def send(url: str, path: str, call_id: str, token: str | None) -> None:
         await ws.send_str(json.dumps(meta))
         for i in range(0, len(pcm), FRAME_BYTES):
             await ws.send_bytes(pcm[i : i + FRAME_BYTES])
-            await asyncio.sleep(0.02)  # real time, as a live call would arrive
+            if realtime:
+                await asyncio.sleep(0.02)  # as a live call would arrive
     print(f"sent {len(pcm) / 32000:.1f} s of audio as call {call_id!r}")
 
 
@@ -45,8 +48,9 @@ def main() -> None:
     p.add_argument("--call-id", default="first-call")
     p.add_argument("--url", default=os.environ.get("STREAMD_URL", "http://127.0.0.1:8080"))
     p.add_argument("--token", default=os.environ.get("STREAMD_TOKEN"), help="server.tokens entry")
+    p.add_argument("--fast", action="store_true", help="send as fast as possible, not in real time")
     args = p.parse_args()
-    asyncio.run(send(args.url.rstrip("/"), args.file, args.call_id, args.token))
+    asyncio.run(send(args.url.rstrip("/"), args.file, args.call_id, args.token, not args.fast))
 
 
 if __name__ == "__main__":
