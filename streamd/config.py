@@ -216,15 +216,30 @@ class VadConfig(_Section):
     pause_s: float = Field(0.8, gt=0, description="silence that counts as speech having stopped")
 
 
+class AdaptiveConfig(_Section):
+    """Adaptive scoring: confidently-real streams are scored with a longer hop (docs/capacity.md)."""
+
+    enabled: bool = False
+    calm_below: float = Field(0.2, gt=0, lt=1, description="p_fake under this is a calm window")
+    calm_windows: int = Field(3, ge=1, description="calm windows in a row before the hop grows")
+    long_hop_s: float = Field(3.0, gt=0, description="hop of a calm stream; at most length_s")
+
+
 class WindowsConfig(_Section):
     length_s: float = Field(4.0, gt=0)
     min_s: float = Field(2.5, gt=0)
     hop_s: float = Field(1.0, gt=0)
+    adaptive: AdaptiveConfig = AdaptiveConfig()
 
     @model_validator(mode="after")
     def _order(self) -> WindowsConfig:
         if self.min_s > self.length_s:
             raise ValueError(f"min_s ({self.min_s}) must not exceed length_s ({self.length_s})")
+        if self.adaptive.long_hop_s > self.length_s:
+            raise ValueError(
+                f"adaptive.long_hop_s ({self.adaptive.long_hop_s}) must not exceed length_s "
+                f"({self.length_s}): speech between windows would never be scored"
+            )
         return self
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from streamd.errors import ModelError
+from streamd.model.binding import BoundRunner, Buckets
 from streamd.model.manifest import Manifest, load_manifest, sha256_file
 
 log = logging.getLogger("streamd.model")
@@ -26,6 +27,45 @@ PROVIDERS = {
     "cpu": "CPUExecutionProvider",
 }
 SHORT_NAMES = {v: k for k, v in PROVIDERS.items()}
+
+
+OPTIMIZE_LEVELS = ("disabled", "basic", "extended", "all")
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How the session runs, beyond the provider: what docs/capacity.md measures.
+
+    ``buckets``/``io_binding`` None means automatic: on for GPU providers, off on CPU (padding a
+    CPU batch only adds work; binding saves nothing there). ``optimized_dir`` keeps the graph
+    onnxruntime optimised for this provider, so the next start loads it without optimising.
+    """
+
+    optimize: str = "all"
+    optimized_dir: Path | None = None
+    buckets: tuple[int, ...] | None = None
+    io_binding: bool | None = None
+    cudnn_conv_algo_search: str = "EXHAUSTIVE"  # once per bucket shape, then cached
+    arena_extend_strategy: str = "kSameAsRequested"
+    trt_fp16: bool = False
+    trt_cache_dir: Path | None = None
+    device_id: int = 0
+
+    def provider_options(self, name: str) -> dict[str, Any]:
+        if name == "CUDAExecutionProvider":
+            return {
+                "device_id": self.device_id,
+                "cudnn_conv_algo_search": self.cudnn_conv_algo_search,
+                "arena_extend_strategy": self.arena_extend_strategy,
+                "do_copy_in_default_stream": True,
+            }
+        if name == "TensorrtExecutionProvider":
+            opts: dict[str, Any] = {"device_id": self.device_id, "trt_fp16_enable": self.trt_fp16}
+            if self.trt_cache_dir is not None:
+                opts |= {"trt_engine_cache_enable": True}
+                opts |= {"trt_engine_cache_path": str(self.trt_cache_dir)}
+            return opts
+        return {}
 
 
 def _import_ort() -> Any:
@@ -47,6 +87,8 @@ class Detector:
     session: Any
     provider: str
     front_end: Any = None
+    buckets: Buckets | None = None
+    runner: BoundRunner | None = None
 
     @classmethod
     def load(
@@ -57,6 +99,7 @@ class Detector:
         threads: int = 0,
         check_sha: bool = True,
         spin: bool = False,
+        runtime: RuntimeOptions | None = None,
     ) -> Detector:
         mpath = Path(manifest_path)
         manifest = load_manifest(mpath)
@@ -71,16 +114,19 @@ class Detector:
         wanted = [PROVIDERS[p] for p in providers if p in PROVIDERS]
         available = set(ort.get_available_providers())
         requested = [p for p in wanted if p in available] or ["CPUExecutionProvider"]
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
+        rt = runtime or RuntimeOptions()
+        opts, model_path = _session_options(ort, rt, onnx_path, manifest, requested[0])
         if threads:
             opts.intra_op_num_threads = threads
         if not spin:
             # Idle inference threads spin-wait by default: that burns the cores the event loop
             # needs for RTP, VAD and websockets between batches (3x fewer calls held when on).
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        with_options = [(p, rt.provider_options(p)) for p in requested]
         try:
-            session = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=requested)
+            session = ort.InferenceSession(
+                str(model_path), sess_options=opts, providers=with_options
+            )
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"{onnx_path}: not a loadable ONNX model ({first[:300]})") from None
@@ -94,6 +140,20 @@ class Detector:
             )
         det = cls(manifest=manifest, path=onnx_path, session=session, provider=short)
         det._check_signature()
+        on_gpu = short in ("cuda", "tensorrt")
+        if rt.buckets is not None:
+            det.buckets = Buckets(rt.buckets) if rt.buckets else None
+        elif on_gpu:
+            det.buckets = Buckets.up_to(32)
+        if rt.io_binding if rt.io_binding is not None else on_gpu:
+            det.runner = BoundRunner(
+                session,
+                manifest.input,
+                manifest.output,
+                len(manifest.labels),
+                "cuda" if on_gpu else "cpu",
+                rt.device_id,
+            )
         if manifest.front_end:
             from streamd.model.frontends import get_front_end
 
@@ -155,6 +215,17 @@ class Detector:
             if self.front_end is not None
             else batch.astype(np.float32, copy=False)
         )
+        if self.buckets is None:
+            return self._run(feed)
+        outs, at = [], 0
+        for rows, bucket in self.buckets.split(len(feed)):
+            outs.append(self._run(self.buckets.pad(feed[at : at + rows], bucket))[:rows])
+            at += rows
+        return np.concatenate(outs)
+
+    def _run(self, feed: np.ndarray) -> np.ndarray:
+        if self.runner is not None:
+            return self.runner.run(feed)
         out = self.session.run([self.manifest.output], {self.manifest.input: feed})[0]
         return np.asarray(out, dtype=np.float32)
 
@@ -163,11 +234,11 @@ class Detector:
         z = np.asarray(logits, dtype=np.float64)
         if self.manifest.activation == "sigmoid":
             probs = 1.0 / (1.0 + np.exp(-z))
-            return np.clip(probs[:, idx].max(axis=1), 0.0, 1.0)
+            return np.asarray(np.clip(probs[:, idx].max(axis=1), 0.0, 1.0))
         z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)
         probs = e / e.sum(axis=1, keepdims=True)
-        return np.clip(probs[:, idx].sum(axis=1), 0.0, 1.0)
+        return np.asarray(np.clip(probs[:, idx].sum(axis=1), 0.0, 1.0))
 
     def score_windows(self, windows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(p_fake, logits) for windows of any lengths: one run per distinct prepared length.
@@ -192,3 +263,44 @@ class Detector:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.manifest.name, "sha256": self.manifest.sha256 or ""}
+
+
+def _session_options(
+    ort: Any, rt: RuntimeOptions, onnx_path: Path, manifest: Manifest, provider: str
+) -> tuple[Any, Path]:
+    """Session options and the file to load: the saved optimised graph when it is there and was
+    made from this very ONNX file for this provider, else the ONNX file (saving the optimised
+    graph for next time when ``optimized_dir`` is set)."""
+    if rt.optimize not in OPTIMIZE_LEVELS:
+        raise ModelError(
+            f"optimize must be one of {', '.join(OPTIMIZE_LEVELS)}, not {rt.optimize!r}"
+        )
+    levels = ort.GraphOptimizationLevel
+    level = {
+        "disabled": levels.ORT_DISABLE_ALL,
+        "basic": levels.ORT_ENABLE_BASIC,
+        "extended": levels.ORT_ENABLE_EXTENDED,
+        "all": levels.ORT_ENABLE_ALL,
+    }[rt.optimize]
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.graph_optimization_level = level
+    if rt.optimized_dir is None or rt.optimize == "disabled":
+        return opts, onnx_path
+    # The key names the source bytes, the provider and the level: a changed model or another
+    # provider never loads a stale optimised graph.
+    key = (manifest.sha256 or sha256_file(onnx_path))[:16]
+    short = SHORT_NAMES.get(provider, provider)
+    saved = Path(rt.optimized_dir) / f"{onnx_path.stem}.{key}.{short}.{rt.optimize}.ort.onnx"
+    if saved.exists():
+        opts.graph_optimization_level = levels.ORT_DISABLE_ALL
+        log.info("model %s: loading the optimised graph %s", manifest.name, saved)
+        return opts, saved
+    try:
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        opts.optimized_model_filepath = str(saved)
+    except OSError as exc:
+        log.warning(
+            "model %s: cannot save the optimised graph in %s: %s", manifest.name, saved.parent, exc
+        )
+    return opts, onnx_path

@@ -6,7 +6,6 @@ GIL), so the event loop never waits on inference and many streams share each cal
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -40,22 +39,28 @@ BatchObserver = Callable[[int, float], None]
 
 
 class Scorer:
+    """``workers`` batches run at once (each in its own thread): on a CPU, two single-threaded
+    runs often beat one two-threaded run of a small convolutional model (docs/capacity.md)."""
+
     def __init__(
         self,
         detector: Detector,
         batch_max: int = 32,
         batch_wait_ms: float = 20.0,
         on_batch: BatchObserver | None = None,
+        workers: int = 1,
     ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
         self.detector = detector
         self.batch_max = batch_max
         self.batch_wait = batch_wait_ms / 1000.0
         self.on_batch = on_batch
-        self._queue: asyncio.Queue[_Job | None] | None = None  # None: stop after what is queued
-        self._task: asyncio.Task[None] | None = None
+        self.workers = workers
+        self._queue: asyncio.Queue[_Job | None] | None = None  # None: a worker stops there
+        self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
-        self._inflight: list[_Job] = []
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamd-infer")
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="streamd-infer")
         self.windows = 0
         self.batches = 0
         self.busy_s = 0.0
@@ -69,31 +74,38 @@ class Scorer:
         return self._queue.qsize() if self._queue else 0
 
     async def start(self) -> None:
-        if self._task is None:
+        if not self._tasks:
             self._queue = asyncio.Queue()
-            self._task = asyncio.create_task(self._worker(), name="scorer")
+            self._tasks = [
+                asyncio.create_task(self._worker(), name=f"scorer-{i}") for i in range(self.workers)
+            ]
 
-    async def close(self) -> None:
-        """Score everything submitted so far (the batch in flight included), then stop.
+    async def close(self, drain: bool = True) -> None:
+        """Stop; every future handed out by ``submit`` is resolved when this returns.
 
-        Every future handed out by ``submit`` is resolved when this returns: with its score, or
-        with an error if inference failed or the close itself was cancelled (a shutdown grace
-        period running out), so no stream waits forever on a window.
+        ``drain``: score everything submitted so far (batches in flight included) first; without
+        it, queued windows fail at once and only the batches in flight finish (a benchmark
+        ending an overloaded trial). A cancelled close (a shutdown grace period running out)
+        fails what is left, so no stream waits forever on a window.
         """
-        if self._task is None or self._queue is None:
+        if not self._tasks or self._queue is None:
             return
         self._closing = True
-        self._queue.put_nowait(None)
-        task = self._task
+        if not drain:
+            self._fail_queued("scorer closed without scoring this window")
+        for _ in self._tasks:
+            self._queue.put_nowait(None)
+        tasks = self._tasks
         try:
-            await asyncio.shield(task)
+            await asyncio.shield(asyncio.gather(*tasks))
         except asyncio.CancelledError:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             raise
         finally:
-            self._task = None
+            self._fail_queued("scorer stopped before scoring this window")
+            self._tasks = []
             self._pool.shutdown(wait=False)
 
     def submit(self, samples: np.ndarray) -> asyncio.Future[Score]:
@@ -104,7 +116,7 @@ class Scorer:
         return fut
 
     async def _collect(self) -> tuple[list[_Job], bool]:
-        """One batch, and whether the stop marker was reached (nothing follows it)."""
+        """One batch, and whether this worker's stop marker was reached."""
         assert self._queue is not None
         first = await self._queue.get()
         if first is None:
@@ -129,27 +141,28 @@ class Scorer:
         return batch, False
 
     async def _worker(self) -> None:
-        try:
-            stop = False
-            while not stop:
-                batch, stop = await self._collect()
-                self._inflight = batch
+        stop = False
+        while not stop:
+            batch, stop = await self._collect()
+            try:
                 await self._run(batch)
-                self._inflight = []
-        finally:
-            self._fail_unresolved()
+            finally:  # cancelled mid-batch: the batch still gets an answer
+                _fail(batch, "scorer stopped before scoring this window")
 
-    def _fail_unresolved(self) -> None:
-        """The worker is gone (cancelled or crashed): nothing it held may stay pending."""
-        jobs = list(self._inflight)
-        self._inflight = []
-        while self._queue is not None and not self._queue.empty():
+    def _fail_queued(self, why: str) -> None:
+        """Fail every job still queued; stop markers stay so the workers still stop."""
+        if self._queue is None:
+            return
+        jobs, markers = [], 0
+        while not self._queue.empty():
             item = self._queue.get_nowait()
-            if item is not None:
+            if item is None:
+                markers += 1
+            else:
                 jobs.append(item)
-        for j in jobs:
-            if not j.future.done():
-                j.future.set_exception(RuntimeError("scorer stopped before scoring this window"))
+        for _ in range(markers):
+            self._queue.put_nowait(None)
+        _fail(jobs, why)
 
     async def _run(self, batch: list[_Job]) -> None:
         live = [j for j in batch if not j.future.done()]
@@ -184,3 +197,9 @@ class Scorer:
                         t1 - t0,
                     )
                 )
+
+
+def _fail(jobs: list[_Job], why: str) -> None:
+    for j in jobs:
+        if not j.future.done():
+            j.future.set_exception(RuntimeError(why))

@@ -17,7 +17,7 @@ import numpy as np
 from streamd.pipeline.audio import SAMPLE_RATE, AudioConverter, StreamInfo
 from streamd.pipeline.smoother import Smoother
 from streamd.pipeline.vad import SpeechGate
-from streamd.pipeline.windows import Window, Windower
+from streamd.pipeline.windows import Window, Windower, adaptive_hop
 
 if TYPE_CHECKING:
     from streamd.pipeline.hub import StreamHub
@@ -35,7 +35,9 @@ class StreamPipeline:
         self._converter = AudioConverter(sample_rate)
         self._gate = SpeechGate(cfg.vad.aggressiveness, cfg.vad.frame_ms, cfg.vad.hangover_ms)
         length_s, min_s, hop_s = hub.windows
-        self._windower = Windower(length_s, min_s, hop_s, cfg.vad.pause_s)
+        self._windower = Windower(
+            length_s, min_s, hop_s, cfg.vad.pause_s, adaptive=adaptive_hop(cfg.windows, length_s)
+        )
         raise_, clear = hub.thresholds
         a = cfg.alerts
         self.smoother = Smoother(
@@ -83,6 +85,7 @@ class StreamPipeline:
         """A codec change mid-call (re-INVITE): finish the old resampler, start a new one."""
         if rate != self.sample_rate:
             self._feed(self._converter.flush())
+            self._windower.suspect()  # a re-INVITE may bring another talker
             # native_samples stays a plain count: the summary's duration corrects for the old rate
             self._duration_fix += (
                 self.native_samples / self.sample_rate - self.native_samples / rate
@@ -159,6 +162,7 @@ class StreamPipeline:
     def _publish(self, window: Window, score: Score) -> None:
         self.windows += 1
         self.scores.append(score.p_fake)
+        self._windower.note_score(score.p_fake)
         transition = self.smoother.update(score.p_fake)
         smoothed = float(self.smoother.score or 0.0)
         win = {"start_s": round(window.start_s, 3), "end_s": round(window.end_s, 3)}

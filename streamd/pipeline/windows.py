@@ -4,6 +4,11 @@ Speech frames (with hangover) go into a buffer that holds at most ``length_s``. 
 every ``hop_s`` of new speech once the buffer is full. When speech stops for ``pause_s`` or the
 stream ends, a shorter window is cut if at least ``min_s`` of speech has not been scored yet.
 Nothing shorter than ``min_s`` is ever emitted. Window times are stream seconds.
+
+Adaptive scoring (``AdaptiveHop``): a stream whose recent windows all scored confidently real is
+scored every ``long_hop_s`` instead of every ``hop_s``; one window above the calm bound, or a
+change of talker or codec (``suspect``), drops it back to the base hop at once. With
+``long_hop_s <= length_s`` every second of speech is still inside at least one scored window.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streamd.config import WindowsConfig
 from streamd.pipeline.audio import SAMPLE_RATE
 from streamd.pipeline.vad import Frame
 
@@ -29,6 +35,28 @@ class Window:
         return len(self.samples) / SAMPLE_RATE
 
 
+@dataclass(frozen=True, slots=True)
+class AdaptiveHop:
+    """When a stream counts as confidently real, and how sparsely it is then scored."""
+
+    calm_below: float = 0.2  # p_fake under this is a calm window
+    calm_windows: int = 3  # consecutive calm windows before the hop grows
+    long_hop_s: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.calm_below < 1 or self.calm_windows < 1 or self.long_hop_s <= 0:
+            raise ValueError("need 0 < calm_below < 1, calm_windows >= 1, long_hop_s > 0")
+
+
+def adaptive_hop(cfg: WindowsConfig, length_s: float) -> AdaptiveHop | None:
+    """The config's adaptive scoring, or None when off; the long hop never exceeds the window
+    the model was fitted to (``length_s``)."""
+    a = cfg.adaptive
+    if not a.enabled:
+        return None
+    return AdaptiveHop(a.calm_below, a.calm_windows, min(a.long_hop_s, length_s))
+
+
 class Windower:
     def __init__(
         self,
@@ -37,18 +65,48 @@ class Windower:
         hop_s: float = 1.0,
         pause_s: float = 0.8,
         sample_rate: int = SAMPLE_RATE,
+        adaptive: AdaptiveHop | None = None,
     ) -> None:
         if not 0 < min_s <= length_s:
             raise ValueError("need 0 < min_s <= length_s")
+        if adaptive is not None and adaptive.long_hop_s > length_s:
+            raise ValueError(
+                "adaptive long_hop_s must not exceed length_s (speech would go unscored)"
+            )
         self.sr = sample_rate
         self.length = round(length_s * sample_rate)
         self.min = round(min_s * sample_rate)
-        self.hop = round(hop_s * sample_rate)
+        self.base_hop = round(hop_s * sample_rate)
+        self.hop = self.base_hop
         self.pause = round(pause_s * sample_rate)
+        self.adaptive = adaptive
+        self._calm = 0  # consecutive calm scores
         self._chunks: deque[tuple[int, np.ndarray]] = deque()  # (stream start sample, samples)
         self._held = 0
         self._unscored = 0
         self._silence = 0
+
+    @property
+    def hop_s(self) -> float:
+        """The hop in force now (the base hop unless adaptive scoring has lengthened it)."""
+        return self.hop / self.sr
+
+    def note_score(self, p_fake: float) -> None:
+        """A window of this stream was scored: lengthen the hop after enough calm windows,
+        return to the base hop as soon as one is not calm."""
+        if self.adaptive is None:
+            return
+        if p_fake < self.adaptive.calm_below:
+            self._calm += 1
+            if self._calm >= self.adaptive.calm_windows:
+                self.hop = round(self.adaptive.long_hop_s * self.sr)
+        else:
+            self.suspect()
+
+    def suspect(self) -> None:
+        """Something changed (new talker, re-INVITE, codec switch): back to the base hop."""
+        self._calm = 0
+        self.hop = self.base_hop
 
     def push(self, frame: Frame) -> list[Window]:
         if not frame.speech:

@@ -89,12 +89,21 @@ class _Gate:
         self.inner = detector.score_windows
         self.entered = threading.Event()
         self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.inside = self.most_inside = 0
         setattr(self.detector, "score_windows", self._score)  # noqa: B010 (instance override)
 
     def _score(self, ws: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        with self.lock:
+            self.inside += 1
+            self.most_inside = max(self.most_inside, self.inside)
         self.entered.set()
-        assert self.release.wait(10), "test never released the batch"
-        return self.inner(ws)
+        try:
+            assert self.release.wait(10), "test never released the batch"
+            return self.inner(ws)
+        finally:
+            with self.lock:
+                self.inside -= 1
 
 
 async def test_close_resolves_the_batch_in_flight_and_everything_queued(
@@ -138,3 +147,41 @@ async def test_close_with_nothing_queued_returns_at_once(detector: Detector) -> 
     await scorer.start()
     await asyncio.wait_for(scorer.close(), 5)
     await scorer.close()  # twice is harmless
+
+
+async def test_close_without_drain_fails_the_queue_but_finishes_the_batch_in_flight(
+    detector: Detector,
+) -> None:
+    gate = _Gate(detector)
+    scorer = Scorer(gate.detector, batch_max=1, batch_wait_ms=0)
+    await scorer.start()
+    futs = [scorer.submit(w) for w in windows(4, 9)]
+    assert await asyncio.to_thread(gate.entered.wait, 10)
+    closing = asyncio.create_task(scorer.close(drain=False))
+    await asyncio.sleep(0.05)
+    gate.release.set()
+    await asyncio.wait_for(closing, 30)
+    assert futs[0].result().batch_size == 1  # the batch in flight was scored
+    for f in futs[1:]:
+        with pytest.raises(RuntimeError, match="without scoring"):
+            f.result()
+
+
+async def test_two_workers_score_batches_at_once_with_the_same_results(detector: Detector) -> None:
+    gate = _Gate(detector)
+    scorer = Scorer(gate.detector, batch_max=1, batch_wait_ms=0, workers=2)
+    await scorer.start()
+    ws = windows(6, 10)
+    futs = [scorer.submit(w) for w in ws]
+    assert await asyncio.to_thread(gate.entered.wait, 10)
+    for _ in range(100):  # the second worker enters while the first is still held
+        if gate.most_inside == 2:
+            break
+        await asyncio.sleep(0.01)
+    gate.release.set()
+    await asyncio.wait_for(scorer.close(), 30)
+    assert gate.most_inside == 2
+    np.testing.assert_allclose(
+        [f.result().p_fake for f in futs], detector.score_windows(ws)[0], atol=1e-5
+    )
+    assert scorer.windows == 6 and scorer.batches == 6

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from streamd.pipeline.vad import Frame, SpeechGate
-from streamd.pipeline.windows import Windower
+from streamd.config import WindowsConfig
+from streamd.pipeline.windows import AdaptiveHop, Windower, adaptive_hop
 
 SR = 16000
 FRAME = 320  # 20 ms
@@ -111,3 +112,47 @@ def test_windows_on_real_speech(speech_16k: np.ndarray) -> None:
     starts = [x.start_s for x in wins]
     assert starts == sorted(starts)
     assert wins[-1].end_s <= len(speech_16k) / SR + 0.02
+
+
+def _scored_run(w: Windower, fr: list[Frame], score: object) -> list[float]:
+    """Push frames, 'score' each window at once with score(window_index), return window starts."""
+    starts: list[float] = []
+    for f in fr:
+        for win in w.push(f):
+            starts.append(win.start_s)
+            w.note_score(score(len(starts) - 1))  # type: ignore[operator]
+    return starts
+
+
+def test_adaptive_hop_grows_after_calm_windows_and_drops_back_on_suspicion() -> None:
+    w = Windower(4.0, 2.5, 1.0, adaptive=AdaptiveHop(calm_below=0.2, calm_windows=3, long_hop_s=3))
+    # windows 0-2 calm -> hop 3 s; window 5 is suspicious -> back to 1 s hops
+    starts = _scored_run(w, frames([(True, 24.0)]), lambda i: 0.9 if i == 5 else 0.05)
+    assert starts[:6] == [0.0, 1.0, 2.0, 5.0, 8.0, 11.0]
+    assert starts[6:9] == [12.0, 13.0, 14.0]  # base hop after the suspicious window
+    assert starts[9] == 17.0  # three calm windows again (6, 7, 8) -> long hop
+    assert w.hop_s == 3.0
+    w.suspect()  # re-INVITE / new talker
+    assert w.hop_s == 1.0
+
+
+def test_without_adaptive_scores_change_nothing() -> None:
+    w = Windower(4.0, 2.5, 1.0)
+    starts = _scored_run(w, frames([(True, 10.0)]), lambda i: 0.0)
+    assert starts == [float(s) for s in range(7)]
+
+
+def test_adaptive_long_hop_may_not_leave_speech_unscored() -> None:
+    with pytest.raises(ValueError, match="long_hop_s"):
+        Windower(4.0, 2.5, 1.0, adaptive=AdaptiveHop(long_hop_s=5.0))
+    with pytest.raises(ValueError):
+        AdaptiveHop(calm_below=1.5)
+
+
+def test_adaptive_hop_from_config_is_off_by_default_and_clamped_to_the_window() -> None:
+    assert adaptive_hop(WindowsConfig(), 4.0) is None
+    cfg = WindowsConfig.model_validate({"adaptive": {"enabled": True, "long_hop_s": 4.0}})
+    hop = adaptive_hop(cfg, 3.0)  # a model that takes 3 s windows at most
+    assert hop is not None and hop.long_hop_s == 3.0
+    with pytest.raises(ValueError, match="long_hop_s"):
+        WindowsConfig.model_validate({"length_s": 2.0, "min_s": 1.0, "adaptive": {"long_hop_s": 3}})
