@@ -254,6 +254,17 @@ class ModelConfig(_Section):
     spin: bool = Field(
         False, description="let idle onnxruntime threads spin (lower latency, more CPU)"
     )
+    workers: int = Field(1, ge=1, le=64, description="batches scored at once, one thread each")
+    optimize: Literal["disabled", "basic", "extended", "all"] = Field(
+        "all", description="onnxruntime graph optimisation level"
+    )
+    optimized_dir: str | None = Field(
+        None, description="keep the optimised graph here and load it on the next start"
+    )
+    io_binding: bool | None = Field(None, description="null: on for GPU providers, off on CPU")
+    batch_buckets: list[int] | None = Field(
+        None, description="fixed batch sizes; null: powers of two on GPU, none on CPU; []: none"
+    )
 
 
 class AlertsConfig(_Section):

@@ -20,7 +20,7 @@ from streamd.events.store import EventStore, open_store
 from streamd.ingest.base import Source
 from streamd.ingest.files import FileSource
 from streamd.model.manifest import resolve_manifest
-from streamd.model.session import Detector
+from streamd.model.session import Detector, RuntimeOptions
 from streamd.pipeline.hub import StreamHub
 from streamd.pipeline.scorer import Scorer
 
@@ -48,7 +48,14 @@ HTTP_SOURCES = {"webrtc", "twilio", "audiohook", "audiofork"}
 def load_detector(config: Config, model: str | None = None) -> Detector:
     m = config.model
     path = resolve_manifest(m.dir, model or m.name)
-    return Detector.load(path, m.providers, m.require_gpu, m.threads, spin=m.spin)
+    return Detector.load(
+        path,
+        m.providers,
+        m.require_gpu,
+        m.threads,
+        spin=m.spin,
+        runtime=RuntimeOptions.from_config(m),
+    )
 
 
 def build_sources(config: Config) -> list[Source]:
@@ -112,7 +119,9 @@ class Daemon:
             self.bus.add_sink(self.outbox.notify)
         if self.stdout_events:
             self.bus.add_sink(JsonLinesSink())
-        self.scorer = Scorer(self.detector, cfg.model.batch_max, cfg.model.batch_wait_ms)
+        self.scorer = Scorer(
+            self.detector, cfg.model.batch_max, cfg.model.batch_wait_ms, workers=cfg.model.workers
+        )
         await self.scorer.start()
         self.hub = StreamHub(cfg, self.detector, self.scorer, self.bus)
         self.sources = build_sources(cfg)

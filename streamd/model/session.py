@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from streamd.config import ModelConfig
 from streamd.errors import ModelError
 from streamd.model.binding import BoundRunner, Buckets
 from streamd.model.manifest import Manifest, load_manifest, sha256_file
@@ -50,6 +51,15 @@ class RuntimeOptions:
     trt_fp16: bool = False
     trt_cache_dir: Path | None = None
     device_id: int = 0
+
+    @classmethod
+    def from_config(cls, m: ModelConfig) -> RuntimeOptions:
+        return cls(
+            optimize=m.optimize,
+            optimized_dir=Path(m.optimized_dir) if m.optimized_dir else None,
+            buckets=tuple(m.batch_buckets) if m.batch_buckets is not None else None,
+            io_binding=m.io_binding,
+        )
 
     def provider_options(self, name: str) -> dict[str, Any]:
         if name == "CUDAExecutionProvider":
