@@ -86,7 +86,7 @@ def broken_links(path: Path, root: Path = ROOT) -> list[str]:
 
 
 def test_slug_matches_github() -> None:
-    assert slug("Event schema (version 1)") == "event-schema-version-1"
+    assert slug("Event schema (version 1)") == "event-schema-version-1"  # parentheses dropped
     assert slug("Figures: AASIST-L on ../shared/data") == "figures-aasist-l-on-shareddata"
     assert slug("`streamd mic`: desktop test mode") == "streamd-mic-desktop-test-mode"
     assert slug("Library vs hand-written") == "library-vs-hand-written"
