@@ -12,6 +12,9 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
+from pydantic import BaseModel
+
+from streamd.config import Config
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -136,6 +139,32 @@ def test_code_cites_pages_and_headings_that_exist() -> None:
             ):
                 problems.append(f"{where}: no heading {m.group(2)!r} in {m.group(1)}")
     assert problems == []
+
+
+def config_keys(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every leaf key of the config, as the YAML spells it (aliases such as ``raise``)."""
+    out = []
+    for name, field in model.model_fields.items():
+        key, kind = field.alias or name, field.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            out += config_keys(kind, (*prefix, key))
+        else:
+            out.append((*prefix, key))
+    return out
+
+
+def test_design_lists_every_config_key() -> None:
+    """docs/design.md "Configuration" names every key: its section and the key in backticks."""
+    text = (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
+    keys = config_keys(Config)
+    assert len(keys) > 50
+    missing = [
+        ".".join(k)
+        for k in keys
+        if ".".join(k[:-1]) not in text
+        or not re.search(rf"`(?:[\w.]+\.)?{re.escape(k[-1])}`", text)
+    ]
+    assert missing == [], f"add these keys to the tables in docs/design.md: {missing}"
 
 
 def test_readme_is_a_short_guide() -> None:
