@@ -214,6 +214,7 @@ class VadConfig(_Section):
     frame_ms: Literal[10, 20, 30] = 20
     hangover_ms: int = Field(200, ge=0, le=2000, description="non-speech kept after speech")
     pause_s: float = Field(0.8, gt=0, description="silence that counts as speech having stopped")
+    tone_gate: bool = Field(True, description="skip windows of tones, DTMF, fax and hold music")
 
 
 class AdaptiveConfig(_Section):

@@ -26,6 +26,19 @@ def register(sub: Any) -> None:
     lp.add_argument("--models-dir", default="models", metavar="DIR")
     lp.set_defaults(func=cmd_list)
 
+    sp = msub.add_parser(
+        "show",
+        help="print a model's manifest (model card) with its ONNX path",
+        description="Print a model's manifest with the absolute path of its ONNX file. Without NAME: "
+        "the model the daemon would use (model.dir, else the built-in default).",
+    )
+    sp.add_argument(
+        "name", nargs="?", help="installed or built-in model (default: what the daemon would use)"
+    )
+    sp.add_argument("--models-dir", default="models", metavar="DIR")
+    sp.add_argument("--json", action="store_true", help="print JSON instead of YAML")
+    sp.set_defaults(func=cmd_show)
+
     ep = msub.add_parser(
         "export",
         help="turn a checkpoint into NAME.onnx + NAME.yaml",
@@ -130,9 +143,11 @@ def register(sub: Any) -> None:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from streamd.model.manifest import installed_manifests, load_manifest
+    from streamd.model.shipped import DEFAULT_BUILTIN, builtin_manifests
 
     found = installed_manifests(args.models_dir)
-    if not found:
+    shipped = builtin_manifests()
+    if not found and not shipped:
         print(f"no models in {args.models_dir}/ (see models/README.md to get one)")
         return 0
     try:
@@ -141,7 +156,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         gpu = "CUDAExecutionProvider" in ort.get_available_providers()
     except ImportError:
         gpu = False
-    for path in found:
+    tags = {p: "" for p in found}
+    for name, p in shipped.items():
+        tags[p] = " [built-in, default]" if name == DEFAULT_BUILTIN and not found else " [built-in]"
+    for path, tag in tags.items():
         try:
             m = load_manifest(path)
         except ModelError as exc:
@@ -151,9 +169,27 @@ def cmd_list(args: argparse.Namespace) -> int:
         fit = "cuda,cpu" if gpu else "cpu (no CUDA provider in this onnxruntime)"
         prec = getattr(m, "precision", "fp32")
         print(
-            f"{m.name}: family={m.family} precision={prec} window={m.window.min_s}-{m.window.max_s}s pad={m.window.pad} "
+            f"{m.name}{tag}: family={m.family} precision={prec} window={m.window.min_s}-{m.window.max_s}s pad={m.window.pad} "
             f"labels={m.labels} fake={fake} threshold={m.threshold} providers={fit} sha256={(m.sha256 or '')[:16]}…"
         )
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    import json
+
+    import yaml
+
+    from streamd.model.manifest import resolve_manifest
+
+    path = resolve_manifest(args.models_dir, args.name)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["onnx_path"] = str((path.parent / data["onnx"]).resolve())
+    data["manifest_path"] = str(path.resolve())
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), end="")
     return 0
 
 

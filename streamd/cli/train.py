@@ -48,21 +48,24 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
+        "--recipe",
+        metavar="YAML",
+        help="rebuild a model from a committed recipe (configs/recipes/phone-aasist5-lr.yaml makes "
+        "the built-in default); the options below are then not used",
+    )
+    p.add_argument(
         "--base",
-        required=True,
         metavar="MODEL_OR_PTH",
         help="installed model name (its manifest's export_from names the checkpoint), or a .pth / Hugging Face folder",
     )
     p.add_argument(
         "--data",
-        required=True,
         action="append",
         metavar="CSV",
         help="labelled clips: CSV with path,label (optional system, speaker/group, source); repeatable",
     )
     p.add_argument(
         "--out",
-        required=True,
         metavar="NAME",
         help="name of the new model (writes NAME.onnx + NAME.yaml)",
     )
@@ -190,6 +193,16 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     setup_logging(args.log_level or "warning", cfg.logging.format)
+    if args.recipe:
+        try:
+            from streamd.training.recipe import run_recipe
+        except ImportError as exc:
+            raise UsageError(f"training needs {exc.name}: pip install 'streamd[export]'") from None
+        run_recipe(Path(args.recipe))
+        return 0
+    missing = [f"--{k}" for k in ("base", "data", "out") if not getattr(args, k)]
+    if missing:
+        raise UsageError(f"streamd train needs {', '.join(missing)} (or --recipe)")
     for key in ("epochs", "batch_size", "max_windows", "threads"):
         if getattr(args, key) < 1:
             raise UsageError(f"--{key.replace('_', '-')} must be at least 1")

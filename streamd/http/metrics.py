@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# window p_fake: fine near 0 and 1, where calibrated thresholds sit, so drift shows per source
+P_FAKE_BUCKETS = (0.001, 0.01, 0.05, *(i / 10 for i in range(1, 10)), 0.95, 0.99, 0.999, 1.0)
 
 
 class MetricsObserver(HubObserver):
@@ -49,6 +51,7 @@ class MetricsObserver(HubObserver):
     def window_scored(self, stream: StreamPipeline, score: Score) -> None:
         self.m.windows.inc()
         self.m.window_latency.observe(score.queued_s)
+        self.m.p_fake.labels(stream.info.source).observe(score.p_fake)
 
     def alert(self, stream: StreamPipeline, kind: str) -> None:
         self.m.alerts.labels(kind).inc()
@@ -162,6 +165,13 @@ class DaemonMetrics:
             "streamd_window_latency_seconds",
             "Window queued to score returned (queue wait + inference)",
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.p_fake = Histogram(
+            "streamd_window_p_fake",
+            "Window p_fake per source: the live score distribution, for drift and `streamd calibrate`",
+            ["source"],
+            buckets=P_FAKE_BUCKETS,
             registry=r,
         )
         self.model = Info(

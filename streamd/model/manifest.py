@@ -149,11 +149,21 @@ def resolve_manifest(model_dir: str | Path, name: str | None) -> Path:
         p = d / f"{name}{MANIFEST_SUFFIX}"
         if p.exists():
             return p
+        from streamd.model.shipped import builtin_manifest
+
+        shipped = builtin_manifest(name)
+        if shipped is not None:
+            return shipped
         found = [m.stem for m in installed_manifests(d)]
         have = f"installed: {', '.join(found)}" if found else "no models are installed"
         raise NoModelError(f"model {name!r} not found in {d} ({have}); {HOW_TO_GET_A_MODEL}")
     found_paths = installed_manifests(d)
     if not found_paths:
+        from streamd.model.shipped import builtin_manifest
+
+        shipped = builtin_manifest()  # nothing installed: the detector shipped in the package
+        if shipped is not None:
+            return shipped
         raise NoModelError(f"no model installed in {d}/; {HOW_TO_GET_A_MODEL}")
     if len(found_paths) > 1:
         preferred = [m for m in found_paths if m.stem == DEFAULT_MODEL]

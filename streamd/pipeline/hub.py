@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamd.errors import StreamdError
 from streamd.pipeline.audio import StreamInfo
+from streamd.pipeline.calibration import Calibration
 from streamd.pipeline.stream import StreamPipeline
 
 if TYPE_CHECKING:
@@ -62,6 +63,31 @@ def fit_windows(config: Config, detector: Detector) -> tuple[float, float, float
     return length, min_s, w.hop_s
 
 
+def load_calibration(config: Config, detector: Detector) -> Calibration | None:
+    """``<model.dir>/calibration.yaml`` when it was made for this model (same ONNX sha256)."""
+    from pathlib import Path
+
+    from streamd.pipeline.calibration import CALIBRATION_FILE
+
+    try:
+        cal = Calibration.read(Path(config.model.dir) / CALIBRATION_FILE)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("%s/%s ignored: %s", config.model.dir, CALIBRATION_FILE, exc)
+        return None
+    if cal is None:
+        return None
+    if cal.model_sha256 and cal.model_sha256 != (detector.manifest.sha256 or ""):
+        log.warning("calibration for %s ignored: the model in use is %s", cal.model, detector.name)
+        return None
+    log.info(
+        "threshold %.4f from calibration (%d calls, target %.2f%%)",
+        cal.raise_,
+        cal.calls,
+        100 * cal.target,
+    )
+    return cal
+
+
 class StreamHub:
     def __init__(self, config: Config, detector: Detector, scorer: Scorer, bus: EventBus) -> None:
         self.config = config
@@ -73,11 +99,24 @@ class StreamHub:
         self.observers: list[HubObserver] = []
         threshold = detector.manifest.threshold
         a = config.alerts
+        self.calibration = load_calibration(config, detector) if a.raise_ is None else None
+        if self.calibration is not None:
+            threshold = self.calibration.raise_
         raise_ = a.raise_ if a.raise_ is not None else threshold
         clear = a.clear if a.clear is not None else max(0.0, min(raise_, threshold) - 0.1)
         self.thresholds = (raise_, min(clear, raise_))
         self.model_json: dict[str, Any] = detector.describe()
         self.windows = fit_windows(config, detector)
+
+    def thresholds_for(self, info: StreamInfo) -> tuple[float, float]:
+        """(raise, clear) of a stream: per source or label where ``streamd calibrate`` set them."""
+        cal = self.calibration
+        if cal is None or not cal.by_group:
+            return self.thresholds
+        r = cal.raise_for(info.source, info.labels)
+        a = self.config.alerts
+        clear = a.clear if a.clear is not None else max(0.0, r - 0.1)
+        return r, min(clear, r)
 
     def open_stream(self, info: StreamInfo, sample_rate: int) -> StreamPipeline:
         if not self.accepting:

@@ -16,6 +16,7 @@ import numpy as np
 
 from streamd.pipeline.audio import SAMPLE_RATE, AudioConverter, StreamInfo
 from streamd.pipeline.smoother import Smoother
+from streamd.pipeline.tonegate import ToneGate
 from streamd.pipeline.vad import SpeechGate
 from streamd.pipeline.windows import Window, Windower, adaptive_hop
 
@@ -38,7 +39,9 @@ class StreamPipeline:
         self._windower = Windower(
             length_s, min_s, hop_s, cfg.vad.pause_s, adaptive=adaptive_hop(cfg.windows, length_s)
         )
-        raise_, clear = hub.thresholds
+        raise_, clear = hub.thresholds_for(info)
+        self._tones = ToneGate() if cfg.vad.tone_gate else None
+        self.windows_gated = 0  # tone/music windows, never scored
         a = cfg.alerts
         self.smoother = Smoother(
             raise_, clear, a.method, a.alpha, a.n, a.raise_after, a.clear_after
@@ -99,6 +102,9 @@ class StreamPipeline:
                 self._submit(window)
 
     def _submit(self, window: Window) -> None:
+        if self._tones is not None and self._tones.is_tonal(window.samples):
+            self.windows_gated += 1
+            return
         self.hub.on_window_queued(self)
         self._results.put_nowait((window, self.hub.scorer.submit(window.samples)))
 
@@ -131,6 +137,7 @@ class StreamPipeline:
             else 0.0,
             "speech_s": round(self._gate.speech_samples / SAMPLE_RATE, 3),
             "windows": self.windows,
+            "windows_gated": self.windows_gated,
             "max_score": round(max(self.scores), 4) if self.scores else None,
             "mean_score": round(float(np.mean(self.scores)), 4) if self.scores else None,
             "alert_raised": self.smoother.ever_raised,
