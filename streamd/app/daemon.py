@@ -31,6 +31,7 @@ log = logging.getLogger("streamd.app.daemon")
 
 CHECKPOINT_EVERY_S = 10.0  # WAL checkpoints, from a worker thread (keeps fsync off the loop)
 PRUNE_EVERY_S = 3600.0
+PRUNE_ROUNDS = 50  # chunks of 2,000 rows per maintenance round
 
 # config section under ``sources`` -> "module:Class"; each class has ``from_config(config)``.
 SOURCE_CLASSES = {
@@ -119,6 +120,8 @@ class Daemon:
             self.bus.add_sink(self.outbox.notify)
         if self.stdout_events:
             self.bus.add_sink(JsonLinesSink())
+        if self.store is not None:
+            await self._end_recovered(self.store, self.bus)
         self.scorer = Scorer(
             self.detector, cfg.model.batch_max, cfg.model.batch_wait_ms, workers=cfg.model.workers
         )
@@ -197,6 +200,8 @@ class Daemon:
                 "daemon.status", None, state="stopped", reason=self.stop_reason or "done"
             )
         self.ready = False
+        if self.bus is not None:
+            await self.bus.drain()  # clients get every event live before the server closes
         if self.server is not None:
             await self.server.stop()
         if self._maintenance is not None:
@@ -209,6 +214,14 @@ class Daemon:
             await asyncio.to_thread(self.store.close)
             log.info("event store closed at id %d", self.bus.last_id if self.bus else 0)
         self.hub = None
+
+    @staticmethod
+    async def _end_recovered(store: EventStore, bus: EventBus) -> None:
+        """Streams the last run left open (it was killed mid-call) end now, as ``recovered``,
+        so consumers that track calls by ``stream.ended`` do not wait for them forever."""
+        for stream in await asyncio.to_thread(store.open_streams):
+            bus.publish("stream.ended", stream, summary={"reason": "recovered"})
+            log.warning("stream %s was left open by the last run: ended as recovered", stream)
 
     async def _end_unscored(self, hub: StreamHub) -> None:
         """Past the grace period: drop what is not scored, but still end every stream with its
@@ -228,7 +241,9 @@ class Daemon:
         while True:
             try:
                 if loop.time() >= next_prune:
-                    while store.prune(retention, max_rows=2000) == 2000:
+                    for _ in range(PRUNE_ROUNDS):  # bounded: the rest waits for the next round
+                        if await asyncio.to_thread(store.prune, retention, None, 2000) < 2000:
+                            break
                         await asyncio.sleep(0.01)
                     next_prune = loop.time() + prune_every
                 await asyncio.to_thread(store.checkpoint)

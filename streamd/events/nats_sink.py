@@ -293,7 +293,7 @@ class NatsOutbox:
             acked += 1
             self.duplicates += bool(result.duplicate)
         if acked:
-            self.store.mark_sent(rows[acked - 1][0], rows[0][0])
+            await asyncio.to_thread(self.store.mark_sent, rows[acked - 1][0], rows[0][0])
             self.published += acked
             self.backlog = max(0, self.backlog - acked)
             self.last_ack_s = loop.time() - t0

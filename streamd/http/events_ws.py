@@ -87,6 +87,7 @@ class Subscriber:
         self.queue: asyncio.Queue[Item] = asyncio.Queue(maxsize)
         self.sender: asyncio.Task[None] | None = None
         self.overflowed = False
+        self.beyond: int | None = None  # the since= it asked for is past the last id
         self.last_sent = 0
 
 
@@ -193,7 +194,13 @@ class EventsEndpoint:
         self, ws: web.WebSocketResponse, sub: Subscriber, since: int | None, seam: int
     ) -> None:
         sub.last_sent = seam if since is None else since
+        if since is not None and since > seam:
+            # An id this store never handed out: another daemon's, or a store that was reset.
+            # Say so rather than wait in silence for ids that may never come.
+            sub.beyond = since
+            return
         if since is not None and since < seam and self.store is not None:
+            await asyncio.to_thread(self.store.wait_written, seam)
             await self._replay(ws, sub, seam)
         while True:
             item = await sub.queue.get()
@@ -230,7 +237,12 @@ class EventsEndpoint:
         if ws.closed:
             log.info("events client %s left after id %d", sub.peer, sub.last_sent)
             return
-        if sub.overflowed:
+        code: int
+        if sub.beyond is not None:
+            code = WSCloseCode.POLICY_VIOLATION
+            why = f"since={sub.beyond} is beyond the last event id {self.bus.last_id}"
+            sub.last_sent = self.bus.last_id
+        elif sub.overflowed:
             code, why = TRY_AGAIN_LATER, "too slow"
         elif self.stopping:
             code, why = WSCloseCode.GOING_AWAY, "shutting down"
@@ -249,6 +261,7 @@ class EventsEndpoint:
     async def shutdown(self, timeout: float) -> None:
         """Send each client what is queued (the final ``stream.ended`` events), then close with 1001."""
         self.stopping = True
+        await self.bus.drain(timeout)  # events published but still waiting for the store
         for sub in tuple(self.fanout.subscribers):
             try:
                 sub.queue.put_nowait(None)

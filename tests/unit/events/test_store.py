@@ -52,7 +52,7 @@ def test_append_assigns_ids_and_reads_back_filtered(tmp_path: Path) -> None:
     assert [e["id"] for e in store.read_since(0, limit=2)] == [1, 2]
     assert [i for i, _ in store.read_raw(0, upto=2)] == [1, 2]
     assert store._writer is not None
-    assert store._writer.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store._writer.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     store.close()
 
 
@@ -135,28 +135,31 @@ store = EventStore(sys.argv[1])
 s = {"stream_id": "c:x", "call_id": "c", "leg": "x", "source": "t", "labels": {}}
 while True:
     i = store.append(make_event(0, "stream.started", s))
-    print(i, flush=True)
+    print(i, store._writer.written_upto, flush=True)
 """
 
 
-def test_acknowledged_appends_survive_kill_9(tmp_path: Path) -> None:
-    """Every id the writer reported (after its INSERT returned) is there after SIGKILL."""
+def test_written_appends_survive_kill_9_and_no_id_is_handed_out_twice(tmp_path: Path) -> None:
+    """Every id the writer confirmed is there after SIGKILL, and the next run starts past every
+    id handed out, written or not (a client resuming with since= must never skip an event)."""
     path = tmp_path / "e.db"
     proc = subprocess.Popen(
         [sys.executable, "-c", CRASH_WRITER, str(path)], stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
-    acked = []
+    handed, written = [], 0
     for line in proc.stdout:
-        acked.append(int(line))
-        if len(acked) >= 3000:
+        i, w = map(int, line.split())
+        handed.append(i)
+        written = max(written, w)
+        if len(handed) >= 3000:
             break
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     store = EventStore(path)
     stored = {e["id"] for e in store.read_since(0, limit=10**6)}
-    assert set(acked) <= stored
-    assert store.append(make_event(0, "daemon.status", None)) == store.last_id() > max(stored)
+    assert set(range(1, written + 1)) <= stored
+    assert store.append(make_event(0, "daemon.status", None)) > max(handed)
     store.close()
 
 
@@ -168,15 +171,20 @@ def test_bus_uses_store_ids_and_survives_a_failing_store(tmp_path: Path) -> None
     bus.add_sink(seen.append)
     assert bus.publish("stream.started", STREAM)["id"] == 2
     assert store._writer is not None
-    store._writer.execute("PRAGMA query_only=1")  # a real write failure: SQLITE_READONLY
+    store.wait_written(2)
+    store._writer.conn.execute("PRAGMA query_only=1")  # a real write failure: SQLITE_READONLY
     failed = bus.publish(
         "window.scored", STREAM, score=0.7, window={"start_s": 0, "end_s": 4}, model={"name": "m"}
     )
-    store._writer.execute("PRAGMA query_only=0")
+    store.wait_written(3)
+    store._writer.conn.execute("PRAGMA query_only=0")
     after = bus.publish("stream.ended", STREAM, summary={})
-    assert bus.store_errors == 1
+    assert store.write_errors == 1
     assert [e["id"] for e in seen] == [2, 3, 4] and failed["id"] == 3 and after["id"] == 4
     assert [e["id"] for e in store.read_since(0)] == [1, 2, 4]  # id 3 went live only, and is burned
+    store.close()
+    store = EventStore(tmp_path / "e.db")  # a clean close gives unused reserved ids back
+    assert store.append(window_event()) == 5
     store.close()
 
 
