@@ -96,6 +96,7 @@ def test_one_writer_per_store_and_read_only_access(tmp_path: Path) -> None:
     store.append(window_event())
     with pytest.raises(StoreError, match="in use by another streamd"):
         EventStore(path)
+    store.wait_written(1)  # another reader sees what the writer thread committed
     reader = EventStore(path, readonly=True)
     assert [e["id"] for e in reader.read_since(0)] == [1] and reader.last_id() == 1
     with pytest.raises(StoreError, match="read-only"):
