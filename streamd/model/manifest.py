@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from streamd.errors import ModelError, NoModelError
 
 MANIFEST_SUFFIX = ".yaml"
+# Feature extractors that run outside the graph. None ship today: every graph takes raw 16 kHz
+# audio. A manifest naming one is refused here, in one line, rather than failing at import.
+FRONT_ENDS: tuple[str, ...] = ()
 
 
 class WindowSpec(BaseModel):
@@ -52,6 +55,26 @@ class Manifest(BaseModel):
     fixed_length: bool = False
     precision: Literal["fp32", "fp16", "int8"] = "fp32"
     export: dict[str, Any] = {}
+
+    @field_validator("onnx")
+    @classmethod
+    def _inside_model_dir(cls, value: str) -> str:
+        """The graph must sit beside its manifest: a manifest dropped into ``model.dir`` (or
+        pulled from a mirror) must not make the daemon load files from elsewhere."""
+        path = Path(value)
+        if not value or path.is_absolute() or ".." in path.parts or value.startswith("~"):
+            raise ValueError(
+                f"must be a file name relative to the manifest's folder, got {value!r}"
+            )
+        return value
+
+    @field_validator("front_end")
+    @classmethod
+    def _known_front_end(cls, value: str | None) -> str | None:
+        if value is not None and value not in FRONT_ENDS:
+            known = ", ".join(FRONT_ENDS) or "none: the graph must take raw 16 kHz audio"
+            raise ValueError(f"{value!r} is not a front end this streamd knows (known: {known})")
+        return value
 
     @model_validator(mode="after")
     def _indices(self) -> Manifest:

@@ -114,6 +114,8 @@ class Detector:
         mpath = Path(manifest_path)
         manifest = load_manifest(mpath)
         onnx_path = (mpath.parent / manifest.onnx).resolve()
+        if not onnx_path.is_relative_to(mpath.parent.resolve()):  # a symlink out of model.dir
+            raise ModelError(f"{mpath}: ONNX file {onnx_path} is outside the manifest's folder")
         if not onnx_path.exists():
             raise ModelError(f"{mpath}: ONNX file {onnx_path} is missing")
         if check_sha and manifest.sha256 and sha256_file(onnx_path) != manifest.sha256:
@@ -164,10 +166,6 @@ class Detector:
                 "cuda" if on_gpu else "cpu",
                 rt.device_id,
             )
-        if manifest.front_end:
-            from streamd.model.frontends import get_front_end
-
-            det.front_end = get_front_end(manifest.front_end, manifest)
         if short != (providers[0] if providers else "cpu"):
             log.warning(
                 "model %s: asked for %s, running on %s", manifest.name, list(providers), short

@@ -101,3 +101,30 @@ def test_p_fake_softmax_and_multi_index(model_copy: Path) -> None:
     np.testing.assert_allclose(det.p_fake(logits), [0.5, 0.75], atol=1e-6)
     det.manifest.fake_index = [0, 1]
     np.testing.assert_allclose(det.p_fake(logits), [1.0, 1.0], atol=1e-6)
+
+
+@pytest.mark.parametrize("onnx", ["../tiny.onnx", "/etc/passwd", "sub/../../x.onnx", "~/x.onnx"])
+def test_manifest_cannot_point_outside_its_folder(model_copy: Path, onnx: str) -> None:
+    m = yaml.safe_load((model_copy / "tiny.yaml").read_text())
+    m["onnx"] = onnx
+    (model_copy / "tiny.yaml").write_text(yaml.safe_dump(m))
+    with pytest.raises(ModelError, match=r"manifest key onnx: .*relative to the manifest's folder"):
+        Detector.load(model_copy / "tiny.yaml")
+
+
+def test_symlinked_graph_outside_the_folder_is_refused(model_copy: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (model_copy / "tiny.onnx").rename(outside / "tiny.onnx")
+    (model_copy / "tiny.onnx").symlink_to(outside / "tiny.onnx")
+    with pytest.raises(ModelError, match="outside the manifest's folder"):
+        Detector.load(model_copy / "tiny.yaml")
+
+
+def test_unknown_front_end_is_one_line(model_copy: Path) -> None:
+    m = yaml.safe_load((model_copy / "tiny.yaml").read_text())
+    m["front_end"] = "streamd_evil_module"
+    (model_copy / "tiny.yaml").write_text(yaml.safe_dump(m))
+    with pytest.raises(ModelError, match="not a front end this streamd knows") as err:
+        Detector.load(model_copy / "tiny.yaml")
+    assert "\n" not in str(err.value)
