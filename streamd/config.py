@@ -244,6 +244,22 @@ class WindowsConfig(_Section):
         return self
 
 
+class TritonConfig(_Section):
+    """Remote scoring on Triton servers (KServe v2 over gRPC); see docs/scale-out.md."""
+
+    servers: list[str] = Field(
+        ["127.0.0.1:8001"],
+        min_length=1,
+        description="host:port gRPC endpoints; requests go round-robin over the healthy ones",
+    )
+    model_name: str | None = Field(None, description="the model's name on Triton; null: model.name")
+    timeout_s: float = Field(5.0, gt=0, le=600, description="one inference request")
+    retry_s: float = Field(2.0, gt=0, le=600, description="a failed server is skipped this long")
+    max_queue: int = Field(
+        2000, ge=1, description="windows held while no server answers; more are dropped"
+    )
+
+
 class ModelConfig(_Section):
     name: str | None = None
     dir: str = "models"
@@ -266,6 +282,10 @@ class ModelConfig(_Section):
     batch_buckets: list[int] | None = Field(
         None, description="fixed batch sizes; null: powers of two on GPU, none on CPU; []: none"
     )
+    backend: Literal["onnxruntime", "triton"] = Field(
+        "onnxruntime", description="score in-process, or send windows to a Triton tier"
+    )
+    triton: TritonConfig = TritonConfig()
 
 
 class AlertsConfig(_Section):

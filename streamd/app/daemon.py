@@ -49,6 +49,10 @@ HTTP_SOURCES = {"webrtc", "twilio", "audiohook", "audiofork"}
 def load_detector(config: Config, model: str | None = None) -> Detector:
     m = config.model
     path = resolve_manifest(m.dir, model or m.name)
+    if m.backend == "triton":
+        from streamd.model.remote import RemoteDetector
+
+        return RemoteDetector.from_config(path, m.triton)
     return Detector.load(
         path,
         m.providers,
@@ -57,6 +61,19 @@ def load_detector(config: Config, model: str | None = None) -> Detector:
         spin=m.spin,
         runtime=RuntimeOptions.from_config(m),
     )
+
+
+def build_scorer(config: Config, detector: Detector) -> Scorer:
+    m = config.model
+    if m.backend == "triton":
+        from streamd.model.remote import RemoteDetector
+        from streamd.pipeline.remote_scorer import RemoteScorer
+
+        assert isinstance(detector, RemoteDetector)
+        return RemoteScorer(
+            detector, m.batch_max, m.batch_wait_ms, m.triton.max_queue, workers=m.workers
+        )
+    return Scorer(detector, m.batch_max, m.batch_wait_ms, workers=m.workers)
 
 
 def build_sources(config: Config) -> list[Source]:
@@ -122,9 +139,7 @@ class Daemon:
             self.bus.add_sink(JsonLinesSink())
         if self.store is not None:
             await self._end_recovered(self.store, self.bus)
-        self.scorer = Scorer(
-            self.detector, cfg.model.batch_max, cfg.model.batch_wait_ms, workers=cfg.model.workers
-        )
+        self.scorer = build_scorer(cfg, self.detector)
         await self.scorer.start()
         self.hub = StreamHub(cfg, self.detector, self.scorer, self.bus)
         self.sources = build_sources(cfg)

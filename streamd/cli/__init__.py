@@ -12,7 +12,7 @@ from streamd import __version__
 from streamd.errors import StreamdError
 
 # subcommand -> module in streamd.cli; each has ``register(subparsers)`` that sets ``func``.
-COMMANDS = ["run", "score", "mic", "models", "bench", "eval", "train", "calibrate"]
+COMMANDS = ["run", "score", "mic", "models", "bench", "eval", "train", "calibrate", "serve_model"]
 
 DESCRIPTION = """\
 streamd listens to live calls and raises alerts when a voice is AI-generated or cloned.

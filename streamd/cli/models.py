@@ -138,6 +138,27 @@ def register(sub: Any) -> None:
     )
     pp.set_defaults(func=cmd_pull)
 
+    tp = msub.add_parser(
+        "export-triton",
+        help="write a Triton model repository (ONNX + config.pbtxt) for GPU inference nodes",
+        description=(
+            "Write DIR/NAME/1/model.onnx and DIR/NAME/config.pbtxt for Triton's onnxruntime "
+            "backend, with dynamic batching and a GPU instance_group. Start Triton with "
+            "--model-repository DIR and point model.triton.servers at it (docs/scale-out.md)."
+        ),
+    )
+    tp.add_argument("name", help="installed model name")
+    tp.add_argument("dir", help="the model repository folder (created if missing)")
+    tp.add_argument("--models-dir", default="models", metavar="DIR")
+    tp.add_argument("--triton-name", help="name on Triton (default: the model's name)")
+    tp.add_argument("--max-batch", type=int, default=64, help="max_batch_size (default 64)")
+    tp.add_argument(
+        "--queue-delay-us", type=int, default=2000, help="dynamic batching delay (default 2000)"
+    )
+    tp.add_argument("--kind", choices=["gpu", "cpu"], default="gpu", help="instance kind")
+    tp.add_argument("--instances", type=int, default=1, help="instances per device (default 1)")
+    tp.set_defaults(func=cmd_export_triton)
+
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
@@ -296,4 +317,23 @@ def cmd_pull(args: argparse.Namespace) -> int:
         print("streamd models pull: not available in this build", file=sys.stderr)
         return 1
     pull(args.name, Path(args.models_dir), Path(args.cache_dir) if args.cache_dir else None)
+    return 0
+
+
+def cmd_export_triton(args: argparse.Namespace) -> int:
+    from streamd.model.manifest import resolve_manifest
+    from streamd.model.triton_repo import write_triton_repo
+
+    if args.max_batch < 1 or args.instances < 1 or args.queue_delay_us < 0:
+        raise UsageError("--max-batch and --instances must be >= 1, --queue-delay-us >= 0")
+    folder = write_triton_repo(
+        resolve_manifest(args.models_dir, args.name),
+        Path(args.dir),
+        args.triton_name,
+        args.max_batch,
+        args.queue_delay_us,
+        "KIND_GPU" if args.kind == "gpu" else "KIND_CPU",
+        args.instances,
+    )
+    print(f"wrote {folder}/config.pbtxt and {folder}/1/model.onnx")
     return 0

@@ -34,8 +34,14 @@ def readiness(daemon: Daemon) -> tuple[bool, dict[str, Any]]:
     down = [s.get("name") for s in sources if not s.get("up", False)]
     if down:
         reasons.append(f"sources down: {down}")
+    unavailable = getattr(daemon.detector, "unavailable", None)  # the Triton tier (model/remote.py)
+    if callable(unavailable) and (why := unavailable()):
+        reasons.append(why)
     ok = not reasons
     info.update(ready=ok, reasons=reasons, last_event_id=daemon.bus.last_id if daemon.bus else None)
+    scorer_status = getattr(daemon.scorer, "status", None)
+    if callable(scorer_status):
+        info["inference"] = scorer_status()
     if daemon.outbox is not None:
         # Shown, never a reason: calls keep flowing while NATS is down; events wait in the outbox.
         info["sinks"] = {"nats": daemon.outbox.status()}

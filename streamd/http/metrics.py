@@ -100,6 +100,13 @@ class _LiveCollector:
         yield per_source
         if d.outbox is not None:
             yield from _outbox_metrics(d.outbox.status())
+        dropped = getattr(d.scorer, "dropped", None)  # a scorer in front of a Triton tier
+        if dropped is not None:
+            yield _counter(
+                "streamd_scorer_dropped",
+                "Windows dropped: inference tier down, queue full",
+                dropped,
+            )
         if d.bus is not None:
             yield _gauge("streamd_last_event_id", "Id of the last event published", d.bus.last_id)
             yield _counter(

@@ -170,10 +170,15 @@ class Scorer:
             return
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
+        # Backend hook: a detector with score_windows_async (model/remote.py) runs on the loop.
+        score_async = getattr(self.detector, "score_windows_async", None)
         try:
-            p, logits = await loop.run_in_executor(
-                self._pool, self.detector.score_windows, [j.samples for j in live]
-            )
+            if score_async is not None:
+                p, logits = await score_async([j.samples for j in live])
+            else:
+                p, logits = await loop.run_in_executor(
+                    self._pool, self.detector.score_windows, [j.samples for j in live]
+                )
         except Exception as exc:
             log.error("inference failed for a batch of %d: %s", len(live), exc)
             for j in live:
