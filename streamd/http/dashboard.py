@@ -2,7 +2,9 @@
 
 The page reads ``/v1/events`` like any other subscriber. It needs a few facts the events do not
 carry on every window (the alert thresholds, the model, whether WebRTC ingest is on), so
-``GET /v1/dashboard/info`` gives them, under the same token rule as the events.
+``GET /v1/dashboard/info`` gives them, under the same token rule as the events, with a snapshot of
+every open stream: the page draws those at once, even calls that started before the replay it asks
+for, then fills in their timelines from the replay and live events.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from streamd import __version__
+from streamd.http.alerts import AlertIndex, setup_alerts
 from streamd.http.auth import require_token
 
 if TYPE_CHECKING:
@@ -21,10 +24,34 @@ if TYPE_CHECKING:
 STATIC = Path(__file__).resolve().parent / "static"
 INFO_PATH = "/v1/dashboard/info"
 NO_CACHE = {"Cache-Control": "no-cache"}  # a daemon upgrade must not leave an old app.js in use
-REPLAY_EVENTS = 2000  # how far back the page replays on first load to show recent streams
+REPLAY_EVENTS = 5000  # how far back the page replays on first load for timelines and history
 
 
-def dashboard_info(daemon: Daemon | None) -> dict[str, Any]:
+def open_streams(daemon: Daemon, alerts: AlertIndex | None) -> list[dict[str, Any]]:
+    """Where every open stream stands now, for the page's first paint."""
+    hub = daemon.hub
+    if hub is None:
+        return []
+    out = []
+    for stream in list(hub.streams.values()):
+        sid = stream.info.stream_id
+        out.append(
+            {
+                "stream": stream.stream_json,
+                "started": stream.started_at,
+                "windows": stream.windows,
+                "score": round(stream.scores[-1], 6) if stream.scores else None,
+                "smoothed": None
+                if stream.smoother.score is None
+                else round(stream.smoother.score, 6),
+                "alerting": stream.smoother.alerting,
+                "alert_id": alerts.latest.get(sid) if alerts is not None else None,
+            }
+        )
+    return out
+
+
+def dashboard_info(daemon: Daemon | None, alerts: AlertIndex | None = None) -> dict[str, Any]:
     info: dict[str, Any] = {
         "version": __version__,
         "thresholds": None,
@@ -33,9 +60,11 @@ def dashboard_info(daemon: Daemon | None) -> dict[str, Any]:
         "webrtc": None,
         "last_event_id": 0,
         "replay_events": REPLAY_EVENTS,
+        "streams": [],
     }
     if daemon is None:
         return info
+    info["streams"] = open_streams(daemon, alerts)
     hub = daemon.hub
     if hub is not None:
         raise_, clear = hub.thresholds
@@ -62,6 +91,11 @@ def dashboard_info(daemon: Daemon | None) -> dict[str, Any]:
 
 def setup_dashboard(app: web.Application, daemon: Daemon | None = None) -> None:
     tokens = list(daemon.config.server.tokens) if daemon is not None else []
+    alerts = (
+        setup_alerts(app, daemon.bus, daemon.store, tokens)
+        if daemon is not None and daemon.bus is not None
+        else None
+    )
 
     async def index(request: web.Request) -> web.FileResponse:
         # The page itself is not secret; it asks for the token (from ?token=) on every API call.
@@ -69,7 +103,7 @@ def setup_dashboard(app: web.Application, daemon: Daemon | None = None) -> None:
 
     async def info(request: web.Request) -> web.Response:
         require_token(request, tokens)
-        return web.json_response(dashboard_info(daemon), headers=NO_CACHE)
+        return web.json_response(dashboard_info(daemon, alerts), headers=NO_CACHE)
 
     app.router.add_get("/", index)
     app.router.add_get(INFO_PATH, info)

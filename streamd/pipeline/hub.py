@@ -88,6 +88,14 @@ def load_calibration(config: Config, detector: Detector) -> Calibration | None:
     return cal
 
 
+def alert_thresholds(config: Config, model_threshold: float) -> tuple[float, float]:
+    """(raise, clear): ``alerts.raise``/``clear``, else the model's threshold and 0.1 below it."""
+    a = config.alerts
+    raise_ = a.raise_ if a.raise_ is not None else model_threshold
+    clear = a.clear if a.clear is not None else max(0.0, min(raise_, model_threshold) - 0.1)
+    return raise_, min(clear, raise_)
+
+
 class StreamHub:
     def __init__(self, config: Config, detector: Detector, scorer: Scorer, bus: EventBus) -> None:
         self.config = config
@@ -97,14 +105,12 @@ class StreamHub:
         self.streams: dict[str, StreamPipeline] = {}
         self.accepting = True
         self.observers: list[HubObserver] = []
-        threshold = detector.manifest.threshold
         a = config.alerts
         self.calibration = load_calibration(config, detector) if a.raise_ is None else None
+        threshold = detector.manifest.threshold
         if self.calibration is not None:
             threshold = self.calibration.raise_
-        raise_ = a.raise_ if a.raise_ is not None else threshold
-        clear = a.clear if a.clear is not None else max(0.0, min(raise_, threshold) - 0.1)
-        self.thresholds = (raise_, min(clear, raise_))
+        self.thresholds = alert_thresholds(config, threshold)
         self.model_json: dict[str, Any] = detector.describe()
         self.windows = fit_windows(config, detector)
 

@@ -56,6 +56,8 @@ class StreamPipeline:
         self.frames_lost = 0
         self.windows = 0
         self.scores: list[float] = []
+        self.alerts_raised = 0
+        self._last: tuple[dict[str, float], float] | None = None  # last window and its p_fake
         self.started_at = time.time()
         self.last_audio = time.monotonic()
 
@@ -122,12 +124,7 @@ class StreamPipeline:
         self.closed = True
         self._results.put_nowait(None)
         await self._task
-        summary = self._summary(reason)
-        self.hub.bus.publish(
-            "stream.ended", self.stream_json, summary=summary, model=self.hub.model_json
-        )
-        self.hub.forget(self)
-        return summary
+        return self._finish(reason)
 
     def _summary(self, reason: str) -> dict[str, Any]:
         return {
@@ -170,9 +167,10 @@ class StreamPipeline:
         self.windows += 1
         self.scores.append(score.p_fake)
         self._windower.note_score(score.p_fake)
+        win = {"start_s": round(window.start_s, 3), "end_s": round(window.end_s, 3)}
+        self._last = (win, score.p_fake)
         transition = self.smoother.update(score.p_fake)
         smoothed = float(self.smoother.score or 0.0)
-        win = {"start_s": round(window.start_s, 3), "end_s": round(window.end_s, 3)}
         bus, model = self.hub.bus, self.hub.model_json
         bus.publish(
             "window.scored",
@@ -190,11 +188,14 @@ class StreamPipeline:
             bus.publish(
                 f"alert.{transition.kind}",
                 self.stream_json,
-                score=round(transition.score, 6),
+                score=round(score.p_fake, 6),
+                smoothed=round(transition.score, 6),
                 window=win,
                 model=model,
+                reason="score" if transition.kind == "cleared" else None,
                 thresholds={"raise": self.smoother.raise_, "clear": self.smoother.clear},
             )
+            self.alerts_raised += transition.kind == "raised"
             self.hub.on_alert(self, transition.kind)
 
     async def abort(self, reason: str) -> dict[str, Any]:
@@ -204,9 +205,28 @@ class StreamPipeline:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+        return self._finish(reason)
+
+    def _finish(self, reason: str) -> dict[str, Any]:
+        """``stream.ended`` with the final alert state; a still-raised alert is first closed by
+        ``alert.cleared`` (reason ``stream_ended``), so ``alert.*`` consumers see every alert end."""
         summary = self._summary(reason)
-        self.hub.bus.publish(
-            "stream.ended", self.stream_json, summary=summary, model=self.hub.model_json
-        )
+        bus, model = self.hub.bus, self.hub.model_json
+        raised_at_end = self.smoother.alerting
+        if raised_at_end and self._last is not None:
+            window, p_fake = self._last
+            bus.publish(
+                "alert.cleared",
+                self.stream_json,
+                score=round(p_fake, 6),
+                smoothed=round(float(self.smoother.score or 0.0), 6),
+                window=window,
+                model=model,
+                reason="stream_ended",
+                thresholds={"raise": self.smoother.raise_, "clear": self.smoother.clear},
+            )
+            self.hub.on_alert(self, "cleared")
+        alert = {"raised_at_end": raised_at_end, "raised": self.alerts_raised}
+        bus.publish("stream.ended", self.stream_json, summary=summary, alert=alert, model=model)
         self.hub.forget(self)
         return summary

@@ -57,7 +57,7 @@ try {
     await page.click("#mic-btn");
     await page.waitForFunction(() => window.streamdDashboard.myStreamId !== null);
     const streamId = await page.evaluate(() => window.streamdDashboard.myStreamId);
-    const card = page.locator(`.stream.is-mine[data-stream="${streamId}"]`);
+    const card = page.locator(`#detail .leg-card[data-stream="${streamId}"]`);
     await card.waitFor();
     await page.waitForFunction(() => window.streamdMic.t.firstScore !== undefined);
     const t = await page.evaluate(() => window.streamdMic.t);

@@ -159,3 +159,112 @@ async def test_browser_mic_stream_shows_on_the_dashboard(
     print(
         f"\nscreenshot: {screenshot}; first window scored {run['first_score_after_mic_s']:.2f} s after the mic opened"
     )
+
+
+async def run_node(script: str, argv: list[str], timeout_s: float) -> dict:
+    proc = await asyncio.create_subprocess_exec(
+        "node",
+        str(E2E / script),
+        *argv,
+        cwd=E2E,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"{script} did not finish in time") from None
+    lines = out.decode().strip().splitlines()
+    assert lines, f"no result from {script} (exit {proc.returncode}): {err.decode()[-2000:]}"
+    result: dict = json.loads(lines[-1])
+    assert proc.returncode == 0 and result["ok"], json.dumps(result, indent=1)[-4000:]
+    return result
+
+
+CALLS, TWO_LEGS, FAKE_EVERY, FAKE_OFFSET = 500, 100, 50, 7
+
+
+async def test_console_holds_500_calls(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """500 simulated calls through the real daemon's bus: first paint, frame times and long
+    tasks under ~500 events/s, pinning, filters, search, acknowledgement, detail, reload."""
+    reason = browser_available()
+    if reason:
+        pytest.skip(reason)
+    from tests.helpers.console_load import ConsoleLoad, call_id, caller_number
+
+    screenshot = ARTIFACTS / "console.png"
+    screenshot.unlink(missing_ok=True)
+    cfg = daemon_config(tiny_model_dir, tmp_path / "e.db", server={"tokens": [TOKEN]})
+    async with running_daemon(cfg) as daemon:
+        assert daemon.bus is not None and daemon.store is not None
+        load = ConsoleLoad(daemon.bus)
+        fakes = load.populate(CALLS, TWO_LEGS, FAKE_EVERY, FAKE_OFFSET)
+        late = 420
+        stop = asyncio.Event()
+        live = asyncio.create_task(load.run_live(stop, set(fakes), late, late_after_s=4.0))
+        try:
+            result = await run_node(
+                "console.spec.mjs",
+                [
+                    "--url",
+                    f"{daemon.server.url}/?token={TOKEN}",
+                    "--calls",
+                    str(CALLS),
+                    "--alerting",
+                    str(len(fakes)),
+                    "--late",
+                    call_id(late),
+                    "--search",
+                    caller_number(123),
+                    "--open",
+                    call_id(57),
+                    "--screenshot",
+                    str(screenshot),
+                ],
+                timeout_s=150,
+            )
+        finally:
+            stop.set()
+            await live
+        acks = daemon.store.read_since(0, types=["alert.acknowledged"], limit=100)
+
+    figures = result["load"]
+    print(
+        f"\nconsole with {CALLS} calls: first row {result['first_row_ms']} ms, all {CALLS} "
+        f"{result['all_calls_ms']} ms after navigation; {result['rows_in_dom']} rows in the DOM\n"
+        f"page timings (ms since navigation): {result['marks']}\n"
+        f"under {figures['events_per_s']:.0f} events/s for {figures['seconds']:.1f} s while "
+        f"scrolling: frame p50 {figures['frame_ms_p50']:.1f} ms, p95 {figures['frame_ms_p95']:.1f}"
+        f" ms, p99 {figures['frame_ms_p99']:.1f} ms, max {figures['frame_ms_max']:.1f} ms; long "
+        f"tasks {figures['longtasks']} (total {figures['longtask_ms_total']:.0f} ms, max "
+        f"{figures['longtask_ms_max']:.0f} ms); console script time: events "
+        f"{figures['script_ms_events']:.0f} ms, drawing {figures['script_ms_draw']:.0f} ms over "
+        f"{figures['draws']} draws; screenshot {screenshot}"
+    )
+    assert not [c for c in result["console"] if c.startswith(("error", "pageerror"))], result[
+        "console"
+    ]
+    # virtualised: a screenful of rows, not 500
+    assert result["rows_in_dom"] < 80
+    assert figures["events_per_s"] > 100 and figures["frames"] > 0
+    # pinned: the alerting calls (the late one included) are the top rows, all raised
+    top = result["top_rows"]
+    assert {r["call"] for r in top} == {call_id(i) for i in [*fakes, late]}, top
+    assert all("alert" in r["cls"].split() for r in top), top
+    # filters and search
+    assert result["shown_twilio"] == f"{CALLS // 4} of {CALLS} calls"
+    assert result["shown_agent"] == f"{TWO_LEGS} of {CALLS} calls"
+    assert result["shown_billing"] == f"{len(range(0, CALLS, 3))} of {CALLS} calls"
+    assert result["shown_alerting"] == f"{len(fakes) + 1} of {CALLS} calls"
+    assert result["search_rows"] == [call_id(123)]
+    # acknowledged: shown, stored, replayed after a reload
+    assert result["acked_pill"] == "ACK Dana" and result["after_reload_pill"] == "ACK Dana"
+    assert {a["stream"]["call_id"] for a in acks} == {result["acked_call"], call_id(57)}
+    assert all(a["by"] == "Dana" for a in acks)
+    d = result["detail"]
+    assert d["legs"] == ["caller", "agent"] and d["history"] > 5
+    assert d["ack"] and d["ack"].startswith("acknowledged by Dana")
+    assert f"caller={caller_number(57)}" in d["identity"], d["identity"]
+    assert screenshot.exists() and screenshot.stat().st_size > 20_000

@@ -51,6 +51,7 @@ class Server:
             "window.scored",
             stream,
             score=0.5,
+            smoothed=0.5,
             window={"start_s": float(i), "end_s": i + 4.0},
             model=MODEL,
         )

@@ -28,6 +28,7 @@ def window_event(call_id: str = "c1", score: float = 0.5) -> dict[str, object]:
         "window.scored",
         stream,
         score=score,
+        smoothed=score,
         window={"start_s": 0.0, "end_s": 4.0},
         model={"name": "m", "sha256": ""},
     )
