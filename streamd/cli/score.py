@@ -163,7 +163,11 @@ def run(args: argparse.Namespace) -> int:
     apply_window_overrides(cfg, args.hop, args.length)
     setup_logging(cfg.logging.level if args.log_level else "warning", cfg.logging.format)
     detector = load_detector(cfg)
-    rule = AlertRule.of(cfg, detector.manifest.threshold)
+    from streamd.pipeline.hub import load_calibration
+
+    calibration = load_calibration(cfg, detector) if cfg.alerts.raise_ is None else None
+    threshold = calibration.raise_ if calibration is not None else detector.manifest.threshold
+    rule = AlertRule.of(cfg, threshold)
     reports = score_files(args.files, cfg, detector)
     out = sys.stdout
     failed = False
