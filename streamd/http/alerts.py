@@ -113,6 +113,7 @@ def setup_alerts(
                 content_type="application/json",
             )
         event = bus.publish("alert.acknowledged", stream, alert_id=alert_id, by=by, note=note)
+        index.acked[alert_id] = event  # now, not when the bus hands it on: a second POST is a 409
         return web.json_response(event)
 
     app.router.add_post(ACK_PATH, acknowledge)

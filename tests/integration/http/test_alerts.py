@@ -41,6 +41,7 @@ async def test_acknowledge_is_an_event_stored_and_replayed(
             window={"start_s": 0.0, "end_s": 4.0},
             model={"name": "tiny"},
         )
+        await daemon.bus.drain()  # stored and sent, as an alert a supervisor saw is
         url = f"{daemon.server.url}/v1/alerts/{raised['id']}/acknowledge"
         ok = json.dumps({"by": "Dana", "note": "called back, real customer"})
         assert (await post(url, ok))[0] == 401  # same tokens as /v1/events
@@ -57,6 +58,7 @@ async def test_acknowledge_is_an_event_stored_and_replayed(
         assert event["by"] == "Dana" and event["stream"] == stream
         status, body = await post(url, json.dumps({"by": "Sam"}), AUTH)
         assert status == 409 and "Dana" in body["detail"] and body["event"]["id"] == event["id"]
+        await daemon.bus.drain()
         stored = daemon.store.read_since(0, types=["alert.acknowledged"])
         assert [e["id"] for e in stored] == [event["id"]]
 
