@@ -2,9 +2,7 @@
 
 For a full Triton (GPU nodes) with its onnxruntime backend: dynamic batching across every client
 and a GPU ``instance_group``. Tensor names are the manifest's, so daemons with
-``model.backend: triton`` use this server exactly as they use ``streamd serve-model``. Models with
-a Python front end (features computed before the graph) cannot run inside Triton's onnxruntime
-backend: serve those with ``streamd serve-model``.
+``model.backend: triton`` use this server exactly as they use ``streamd serve-model``.
 """
 
 from __future__ import annotations
@@ -65,11 +63,6 @@ def write_triton_repo(
 ) -> Path:
     """Write (or replace) ``repo/NAME``; return that folder. The ONNX file is checked first."""
     manifest = load_manifest(manifest_path)
-    if manifest.front_end:
-        raise ModelError(
-            f"{manifest.name} computes its input features in Python ({manifest.front_end}), "
-            "which Triton's onnxruntime backend cannot run: serve it with `streamd serve-model`"
-        )
     onnx = (manifest_path.parent / manifest.onnx).resolve()
     if not onnx.exists():
         raise ModelError(f"{manifest_path}: ONNX file {onnx} is missing")

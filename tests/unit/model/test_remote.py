@@ -49,14 +49,14 @@ def test_export_triton_writes_a_repository_triton_accepts(
     assert onnx == (tiny_model_dir / "tiny.onnx").read_bytes()
 
 
-def test_export_triton_refuses_a_model_with_a_python_front_end(
-    tiny_model_dir: Path, tmp_path: Path
-) -> None:
-    m = yaml.safe_load((tiny_model_dir / "tiny.yaml").read_text())
-    m["front_end"] = "mel"
-    (tmp_path / "fe.yaml").write_text(yaml.safe_dump(m))
-    with pytest.raises(ModelError, match="serve-model"):
-        write_triton_repo(tmp_path / "fe.yaml", tmp_path / "repo")
+def test_export_triton_refuses_a_changed_onnx_file(tiny_model_dir: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "tiny.yaml").write_text((tiny_model_dir / "tiny.yaml").read_text())
+    (models / "tiny.onnx").write_bytes(b"not the exported graph")
+    with pytest.raises(ModelError, match="sha256"):
+        write_triton_repo(models / "tiny.yaml", tmp_path / "repo")
+    assert not (tmp_path / "repo").exists()
 
 
 def test_serve_model_points_the_stub_at_this_libpython() -> None:
