@@ -51,7 +51,7 @@ class Recipe:
     seed: int = 0
     per_call: int = 6
     calls_per_source: int | None = 40
-    tts_per_call: int = 4
+    tts_per_call: int = 2
     tts: bool = True
     c: float = 0.1
     target_call_rate: float = 0.01
@@ -77,7 +77,7 @@ class Recipe:
             cache=p(d.get("cache", ".cache/recipe")),
             seed=int(d.get("seed", 0)),
             per_call=int(d.get("windows_per_call", 6)),
-            tts_per_call=int(d.get("tts", {}).get("windows_per_call", 4)),
+            tts_per_call=int(d.get("tts", {}).get("windows_per_call", 2)),
             calls_per_source=d.get("calls_per_source", 40),
             tts=bool(d.get("tts", {}).get("enabled", True)),
             c=float(head.get("C", 0.1)),
@@ -92,8 +92,14 @@ def _tts_calls(
     from streamd.pipeline.audio import load_audio
     from streamd.training.debian_tts import available_engines, synthesize
 
-    if not recipe.tts or not available_engines():
-        say("  Debian TTS: none of espeak-ng, flite, festival installed; skipped")
+    if not recipe.tts:
+        say("  Debian TTS: disabled in the recipe")
+        return [], {}
+    if not available_engines():
+        say(
+            "  Debian TTS: none of espeak-ng, flite, festival installed (apt-get install espeak-ng "
+            "flite festival festvox-kallpc16k); skipped, so the model will differ from the built-in"
+        )
         return [], {}
     out = recipe.cache / "tts"
     rows = synthesize(out, seed=7)
@@ -181,15 +187,15 @@ def run_recipe(path: Path, root: Path | None = None, say: Callable[[str], None] 
     ]
     threshold = threshold_for_call_rate(real_stats, recipe.target_call_rate)
     figures = loso_figures(w, p, fold_thresholds, all_calls, shipped=threshold)
-    figures["logo"] = logo_figures(w, all_calls, fit, p, threshold)
-    say(
-        f"  leave-one-generator-out over {figures['logo']['generators']} generators: mean clip EER "
-        f"{figures['logo']['mean_clip_eer']}, mean detection {figures['logo']['mean_call_detection']}"
-    )
     say(
         f"  LOSO clip EER {figures['loso']['clip_eer']:.3f} AUC {figures['loso']['auc']:.3f}; "
         f"per-call false alarms {figures['loso']['call_false_alarm']:.3f}, detection "
         f"{figures['loso']['call_detection']:.3f} (fold thresholds)"
+    )
+    figures["logo"] = logo_figures(w, all_calls, fit, p, threshold)
+    say(
+        f"  leave-one-generator-out over {figures['logo']['generators']} generators: mean clip EER "
+        f"{figures['logo']['mean_clip_eer']}, mean detection {figures['logo']['mean_call_detection']}"
     )
     say(
         f"[4/5] head on all windows; threshold {threshold:.4f} for <= "

@@ -1,0 +1,102 @@
+"""The phone recipe's pieces on synthetic data: call selection, per-call alert simulation, and
+leave-one-source-out with thresholds chosen on training folds only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+
+from streamd.pipeline.smoother import Smoother
+from streamd.training.phone_data import Call, shared_calls
+from streamd.training.phone_embed import select_calls
+from streamd.training.phone_head import (
+    Windows,
+    ema_alert_stat,
+    first_alert,
+    fit_logistic,
+    leave_one_group_out,
+    threshold_for_call_rate,
+)
+from streamd.training.phone_report import logo_figures, loso_figures
+
+SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+
+
+def test_first_alert_matches_the_smoother_and_the_alert_level() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        p = rng.uniform(0, 1, int(rng.integers(1, 10)))
+        thr = float(rng.uniform(0.2, 0.9))
+        s = Smoother(thr, thr - 0.1, "ema", 0.5, 3, 2, 3)
+        raised = [i for i, v in enumerate(p) if s.update(float(v)) is not None and s.alerting]
+        k = first_alert(p, thr)
+        assert k == (raised[0] if raised else None)
+        assert (k is not None) == (ema_alert_stat(p) >= thr)
+
+
+def test_threshold_for_call_rate() -> None:
+    stats = np.linspace(0, 1, 1001)
+    t = threshold_for_call_rate(stats, 0.01)
+    assert (stats >= t).mean() <= 0.01 < (stats >= t - 0.002).mean()
+
+
+def synthetic(n_sources: int = 6, calls: int = 12, seed: int = 0) -> tuple[Windows, list[Call]]:
+    """Sources with a source offset (a shortcut) and a fake direction shared by all (the cue)."""
+    rng = np.random.default_rng(seed)
+    xs, cs, ys, gs, call_list = [], [], [], [], []
+    for s in range(n_sources):
+        offset = rng.normal(0, 1.0, 8)
+        for c in range(calls):
+            fake = (c + s) % 2
+            ci = len(call_list)
+            call_list.append(
+                Call(
+                    f"{s}:{c}",
+                    (),
+                    "fake" if fake else "real",
+                    f"g{c % 3}" if fake else "human",
+                    f"src{s}",
+                )
+            )
+            for _ in range(4):
+                x = offset + rng.normal(0, 0.5, 8)
+                x[0] += 2.5 * fake
+                xs.append(x)
+                cs.append(ci)
+                ys.append(fake)
+                gs.append(f"src{s}")
+    return Windows(np.array(xs), np.array(cs), np.array(ys), np.array(gs)), call_list
+
+
+def test_loso_generalises_on_a_shared_cue_and_reports_per_call() -> None:
+    w, calls = synthetic()
+    p, thr = leave_one_group_out(w, lambda x, y: fit_logistic(x, y, 1.0), inner_k=3)
+    assert not np.isnan(p).any() and set(thr) == {f"src{s}" for s in range(6)}
+    f = loso_figures(w, p, thr, calls, shipped=0.5)
+    assert f["loso"]["clip_eer"] < 0.2 and f["loso"]["auc"] > 0.9
+    assert f["loso"]["call_detection"] > 0.5
+    assert set(f["call_false_alarm_per_real_source_at_shipped"]) == {f"src{s}" for s in range(6)}
+    logo = logo_figures(w, calls, lambda x, y: fit_logistic(x, y, 1.0), p, 0.5)
+    assert logo["generators"] == 3 and logo["mean_clip_eer"] < 0.2
+
+
+def test_select_calls_caps_each_source_in_a_seeded_order() -> None:
+    calls = [Call(str(i), (), "real", "human", f"s{i % 3}") for i in range(30)]
+    a, b = select_calls(calls, 4, seed=0), select_calls(calls, 4, seed=0)
+    assert a == b and len(a) == 12
+    assert select_calls(calls, 4, seed=1) != a
+    assert len(select_calls(calls, None)) == 30
+
+
+@pytest.mark.skipif(not (SHARED / "manifest.csv").exists(), reason="../shared/data is not here")
+def test_shared_calls_join_the_short_digits() -> None:
+    calls = shared_calls(SHARED)
+    digits = [c for c in calls if c.id.startswith("digits:")]
+    assert digits and all(1 <= len(c.paths) <= 12 for c in digits)
+    assert len(calls) == 1926 - sum(len(c.paths) for c in digits) + len(digits)
+    assert {c.label for c in calls} == {"real", "fake"}
