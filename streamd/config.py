@@ -207,6 +207,13 @@ class SourcesConfig(_Section):
     audiofork: AudioForkConfig = AudioForkConfig()
     audiosocket: AudioSocketConfig = AudioSocketConfig()
     max_streams: int = Field(500, ge=1)
+    max_lead_s: float = Field(
+        10.0,
+        gt=0,
+        description="seconds of audio a live stream may run ahead of the wall clock before "
+        "it is cut (stream.ended reason faster_than_real_time); files played "
+        "as_fast_as_possible are exempt",
+    )
 
 
 class VadConfig(_Section):

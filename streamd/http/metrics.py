@@ -111,9 +111,23 @@ class _LiveCollector:
             yield _gauge("streamd_last_event_id", "Id of the last event published", d.bus.last_id)
             yield _counter(
                 "streamd_store_errors",
-                "Events that could not be written to the store",
-                d.bus.store_errors,
+                "Events that could not be written to the store (they still went out live)",
+                d.bus.store_errors + (d.store.write_errors if d.store is not None else 0),
             )
+            yield _counter(
+                "streamd_events_sent_before_stored",
+                "Events sent live before the store committed them (the store stalled)",
+                d.bus.sent_before_stored,
+            )
+        if hub is not None:
+            cut = CounterMetricFamily(
+                "streamd_streams_cut",
+                "Streams ended by a limit (faster_than_real_time: sources.max_lead_s)",
+                labels=["source", "reason"],
+            )
+            for (src, why), n in sorted(hub.cut.items()):
+                cut.add_metric([src, why], n)
+            yield cut
 
 
 def _outbox_metrics(status: dict[str, Any]) -> Iterator[Metric]:

@@ -35,7 +35,7 @@ async def play_audio(
     hub: StreamHub, data: np.ndarray, rate: int, info: StreamInfo, realtime: bool = False
 ) -> dict[str, Any]:
     """Play PCM already in memory as one stream (files, eval clips, codec round trips)."""
-    stream = hub.open_stream(info, rate)
+    stream = hub.open_stream(info, rate, realtime=realtime)
     chunk = max(1, int(rate * CHUNK_S))
     loop = asyncio.get_running_loop()
     t0 = loop.time()

@@ -105,6 +105,7 @@ class StreamHub:
         self.streams: dict[str, StreamPipeline] = {}
         self.accepting = True
         self.observers: list[HubObserver] = []
+        self.cut: dict[tuple[str, str], int] = {}  # (source, reason): streams cut by a limit
         a = config.alerts
         self.calibration = load_calibration(config, detector) if a.raise_ is None else None
         threshold = detector.manifest.threshold
@@ -124,14 +125,17 @@ class StreamHub:
         clear = a.clear if a.clear is not None else max(0.0, r - 0.1)
         return r, min(clear, r)
 
-    def open_stream(self, info: StreamInfo, sample_rate: int) -> StreamPipeline:
+    def open_stream(
+        self, info: StreamInfo, sample_rate: int, realtime: bool = True
+    ) -> StreamPipeline:
+        """``realtime``: the source delivers live audio, held to ``sources.max_lead_s``."""
         if not self.accepting:
             raise HubRefused("the daemon is shutting down")
         if len(self.streams) >= self.config.sources.max_streams:
             raise HubRefused(f"sources.max_streams ({self.config.sources.max_streams}) reached")
         if info.stream_id in self.streams:
             raise HubRefused(f"stream {info.stream_id} is already open")
-        stream = StreamPipeline(info, sample_rate, self)
+        stream = StreamPipeline(info, sample_rate, self, realtime)
         self.streams[info.stream_id] = stream
         log.info(
             "stream %s opened (source=%s leg=%s rate=%d)",
@@ -161,6 +165,10 @@ class StreamHub:
     def on_window_scored(self, stream: StreamPipeline, score: Score) -> None:
         for o in self.observers:
             o.window_scored(stream, score)
+
+    def on_cut(self, stream: StreamPipeline, reason: str) -> None:
+        key = (stream.info.source, reason)
+        self.cut[key] = self.cut.get(key, 0) + 1
 
     def on_alert(self, stream: StreamPipeline, kind: str) -> None:
         for o in self.observers:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from streamd.pipeline.audio import SAMPLE_RATE, AudioConverter, StreamInfo
+from streamd.pipeline.pacing import RealTimeBudget
 from streamd.pipeline.smoother import Smoother
 from streamd.pipeline.tonegate import ToneGate
 from streamd.pipeline.vad import SpeechGate
@@ -28,9 +29,17 @@ log = logging.getLogger("streamd.stream")
 
 
 class StreamPipeline:
-    def __init__(self, info: StreamInfo, sample_rate: int, hub: StreamHub) -> None:
+    def __init__(
+        self, info: StreamInfo, sample_rate: int, hub: StreamHub, realtime: bool = True
+    ) -> None:
         cfg = hub.config
         self.info = info
+        # Live sources may not outrun the clock (pacing.py); files played as fast as possible may.
+        self._budget = (
+            RealTimeBudget(cfg.sources.max_lead_s, time.monotonic()) if realtime else None
+        )
+        self.cut_reason: str | None = None
+        self._cut_task: asyncio.Task[dict[str, Any]] | None = None
         self.hub = hub
         self.sample_rate = sample_rate
         self._converter = AudioConverter(sample_rate)
@@ -74,14 +83,25 @@ class StreamPipeline:
         """PCM at this stream's native rate: int16/float, ``[n]`` or ``[n, channels]``."""
         if self.closed:
             return
+        now = time.monotonic()
+        seconds = len(samples) / self.sample_rate
+        if self._budget is not None and not self._budget.admit(seconds, now):
+            self._cut("faster_than_real_time", self._budget.lead(now))
+            return
+        self._write(samples, now)
+
+    def _write(self, samples: np.ndarray, now: float) -> None:
         self.native_samples += len(samples)
-        self.last_audio = time.monotonic()
+        self.last_audio = now
         self._feed(self._converter.convert(samples))
 
     def write_silence(self, n_samples: int) -> None:
-        """Loss or a gap becomes silence of the same length, so stream time never shifts."""
-        if n_samples > 0:
-            self.write(np.zeros(n_samples, dtype=np.float32))
+        """Loss or a gap becomes silence of the same length, so stream time never shifts.
+
+        Not held to the real-time budget: a gap is time that passed (sources cap how long),
+        and silence makes no windows to score."""
+        if n_samples > 0 and not self.closed:
+            self._write(np.zeros(n_samples, dtype=np.float32), time.monotonic())
 
     def note_lost(self, frames: int) -> None:
         self.frames_lost += frames
@@ -112,6 +132,9 @@ class StreamPipeline:
 
     async def close(self, reason: str = "ended") -> dict[str, Any]:
         """Score what is buffered, then emit ``stream.ended`` with the summary."""
+        if self.cut_reason is not None:  # cut by a limit: abort() ends it (once)
+            assert self._cut_task is not None
+            return await asyncio.shield(self._cut_task)
         if self.closed:
             await asyncio.shield(self._task)
             return self._summary(reason)
@@ -197,6 +220,21 @@ class StreamPipeline:
             )
             self.alerts_raised += transition.kind == "raised"
             self.hub.on_alert(self, transition.kind)
+
+    def _cut(self, reason: str, lead_s: float) -> None:
+        """Stop taking audio now and end the stream without scoring its backlog: a sender
+        that outruns real time must not delay other calls' windows."""
+        self.cut_reason = reason
+        self.closed = True
+        log.warning(
+            "stream %s (source=%s) cut: audio %.1f s ahead of real time (sources.max_lead_s %.1f)",
+            self.info.stream_id,
+            self.info.source,
+            lead_s,
+            self.hub.config.sources.max_lead_s,
+        )
+        self.hub.on_cut(self, reason)
+        self._cut_task = asyncio.get_running_loop().create_task(self.abort(reason))
 
     async def abort(self, reason: str) -> dict[str, Any]:
         """End now without scoring what is still queued; ``stream.ended`` still goes out, since

@@ -29,6 +29,7 @@ from streamd.ingest.base import Source
 from streamd.pipeline.audio import StreamInfo
 from streamd.pipeline.hub import HubObserver, HubRefused
 from streamd.protocols.feeds.base import (
+    CLOSE_POLICY,
     Audio,
     Disconnect,
     FeedEvent,
@@ -208,6 +209,10 @@ class FeedConnection:
                     stream = self.streams.get(ev.key)
                     if stream is not None:
                         self.source.write(stream, ev.samples, arrival)
+                        if stream.cut_reason is not None:  # it outran real time: hang up
+                            self._disconnect(
+                                Disconnect(CLOSE_POLICY, "audio faster than real time")
+                            )
                 case Gap():
                     await self._gap(ev)
                 case StreamClosed():
