@@ -21,18 +21,27 @@ import aiohttp
 
 
 def line(event: dict[str, Any]) -> str:
+    """One line per event; fields missing from older schema versions are left out."""
     s = event.get("stream") or {}
-    head = f"#{event['id']} {event['ts']} {event['type']:<14}"
-    if event["type"] == "daemon.status":
+    head = f"#{event['id']} {event['ts'][11:23]} {event['type']:<14}"  # UTC time of day
+    kind = event["type"]
+    if kind == "daemon.status":
         return f"{head} state={event.get('state')}"
-    who = f"call={s.get('call_id')} leg={s.get('leg')} source={s.get('source')}"
-    if event["type"] == "stream.ended":
-        return f"{head} {who} summary={json.dumps(event.get('summary'))}"
-    if "score" in event:
-        w = event.get("window") or {}
-        return (
-            f"{head} {who} score={event['score']:.3f} window={w.get('start_s')}-{w.get('end_s')} s"
-        )
+    who = f"{s.get('source')} {s.get('leg')} call={s.get('call_id')}"
+    w = event.get("window") or {}
+    span = f"window={w.get('start_s')}-{w.get('end_s')} s"
+    if kind == "window.scored":
+        return f"{head} {who} score={event['score']:.3f} smoothed={event['smoothed']:.3f} {span}"
+    if kind in ("alert.raised", "alert.cleared"):
+        smoothed = event.get("smoothed", event.get("score"))
+        why = f" reason={event['reason']}" if "reason" in event else ""
+        return f"{head} {who} smoothed={smoothed:.3f}{why} {span}"
+    if kind == "alert.acknowledged":
+        return f"{head} {who} alert=#{event.get('alert_id')} by={event.get('by')!r}"
+    if kind == "stream.ended":
+        m = event.get("summary") or {}
+        keys = ("reason", "windows", "max_score", "alert_raised")
+        return f"{head} {who} " + " ".join(f"{k}={m.get(k)}" for k in keys)
     return f"{head} {who}"
 
 

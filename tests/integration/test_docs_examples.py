@@ -73,7 +73,9 @@ async def test_first_call_from_the_readme(
     assert_same_windows(live, ref["caller"])
 
     assert "sent 7.0 s of audio as call 'readme-call'" in out
-    printed = re.findall(r"^#(\d+) \S+ (\S+)\s+call=readme-call (.*)$", out, re.MULTILINE)
+    printed = re.findall(
+        r"^#(\d+) \S+ (\S+)\s+audiofork caller call=readme-call ?(.*)$", out, re.MULTILINE
+    )
     ids = [int(i) for i, _, _ in printed]
     assert ids == sorted(set(ids)), "each event once, in id order"
     alerts = of(events.events, "alert.raised") + of(events.events, "alert.cleared")
