@@ -48,7 +48,12 @@ def main() -> None:
     p.add_argument("--call-id", default="first-call")
     p.add_argument("--url", default=os.environ.get("STREAMD_URL", "http://127.0.0.1:8080"))
     p.add_argument("--token", default=os.environ.get("STREAMD_TOKEN"), help="server.tokens entry")
-    p.add_argument("--fast", action="store_true", help="send as fast as possible, not in real time")
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="send as fast as possible; the daemon cuts a stream more than sources.max_lead_s "
+        "(10 s) ahead of real time, so only for short files",
+    )
     args = p.parse_args()
     asyncio.run(send(args.url.rstrip("/"), args.file, args.call_id, args.token, not args.fast))
 
