@@ -289,6 +289,9 @@ class ModelConfig(_Section):
     batch_buckets: list[int] | None = Field(
         None, description="fixed batch sizes; null: powers of two on GPU, none on CPU; []: none"
     )
+    reuse_front_end: bool = Field(
+        False, description="aasist: run the front end once per hop, not once per window"
+    )
     backend: Literal["onnxruntime", "triton"] = Field(
         "onnxruntime", description="score in-process, or send windows to a Triton tier"
     )

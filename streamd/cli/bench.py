@@ -15,6 +15,8 @@ TARGETS = [
     "streamd.bench.families",
     "streamd.bench.feeds",
     "streamd.bench.sip",
+    "streamd.bench.capacity",
+    "streamd.bench.adaptive",
 ]
 
 

@@ -19,6 +19,7 @@ from streamd.config import ModelConfig
 from streamd.errors import ModelError
 from streamd.model.binding import BoundRunner, Buckets
 from streamd.model.manifest import Manifest, load_manifest, sha256_file
+from streamd.model.reuse import FrontEndReuse
 
 log = logging.getLogger("streamd.model")
 
@@ -51,6 +52,7 @@ class RuntimeOptions:
     trt_fp16: bool = False
     trt_cache_dir: Path | None = None
     device_id: int = 0
+    reuse_front_end: bool = False
 
     @classmethod
     def from_config(cls, m: ModelConfig) -> RuntimeOptions:
@@ -59,6 +61,7 @@ class RuntimeOptions:
             optimized_dir=Path(m.optimized_dir) if m.optimized_dir else None,
             buckets=tuple(m.batch_buckets) if m.batch_buckets is not None else None,
             io_binding=m.io_binding,
+            reuse_front_end=m.reuse_front_end,
         )
 
     def provider_options(self, name: str) -> dict[str, Any]:
@@ -99,6 +102,7 @@ class Detector:
     front_end: Any = None
     buckets: Buckets | None = None
     runner: BoundRunner | None = None
+    reuse: FrontEndReuse | None = None
 
     @classmethod
     def load(
@@ -166,6 +170,14 @@ class Detector:
                 "cuda" if on_gpu else "cpu",
                 rt.device_id,
             )
+        if rt.reuse_front_end:
+            split = ort.SessionOptions()
+            split.log_severity_level = 3
+            if threads:
+                split.intra_op_num_threads = threads
+            if not spin:
+                split.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            det.reuse = FrontEndReuse.build(det, split)
         if short != (providers[0] if providers else "cpu"):
             log.warning(
                 "model %s: asked for %s, running on %s", manifest.name, list(providers), short
@@ -248,17 +260,34 @@ class Detector:
         probs = e / e.sum(axis=1, keepdims=True)
         return np.asarray(np.clip(probs[:, idx].sum(axis=1), 0.0, 1.0))
 
-    def score_windows(self, windows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def score_windows(
+        self,
+        windows: list[np.ndarray],
+        places: Sequence[tuple[str, int] | None] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(p_fake, logits) for windows of any lengths: one run per distinct prepared length.
 
         Grouping by length instead of zero-padding to the longest keeps every score independent
         of what else shared the batch, which padding would not for models that normalize per window.
+        ``places`` ((stream, speech_end) per window) lets front-end reuse skip audio it has seen.
         """
-        prepared = [self.prepare(w) for w in windows]
         n_labels = len(self.manifest.labels)
-        logits = np.zeros((len(prepared), n_labels), dtype=np.float32)
+        logits = np.zeros((len(windows), n_labels), dtype=np.float32)
+        todo = list(range(len(windows)))
+        if self.reuse is not None and places is not None:
+            self.reuse.forget_idle()
+            feats, done = [], []
+            for i, (w, place) in enumerate(zip(windows, places, strict=True)):
+                f = self.reuse.features(place[0], w, place[1]) if place else None
+                if f is not None:
+                    feats.append(f)
+                    done.append(i)
+            if done:
+                logits[done] = self.reuse.score(feats)
+                todo = sorted(set(todo) - set(done))
+        prepared = {i: self.prepare(windows[i]) for i in todo}
         by_len: dict[int, list[int]] = {}
-        for i, w in enumerate(prepared):
+        for i, w in prepared.items():
             by_len.setdefault(len(w), []).append(i)
         for idxs in by_len.values():
             out = self.infer(np.stack([prepared[i] for i in idxs]))

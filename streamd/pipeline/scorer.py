@@ -32,6 +32,7 @@ class Score:
 class _Job:
     samples: np.ndarray
     future: asyncio.Future[Score]
+    place: tuple[str, int] | None = None  # (stream key, speech_end): front-end reuse
     t_submit: float = field(default_factory=time.perf_counter)
 
 
@@ -108,11 +109,16 @@ class Scorer:
             self._tasks = []
             self._pool.shutdown(wait=False)
 
-    def submit(self, samples: np.ndarray) -> asyncio.Future[Score]:
+    def submit(
+        self, samples: np.ndarray, stream: str | None = None, speech_end: int | None = None
+    ) -> asyncio.Future[Score]:
+        """Queue one window. ``stream`` and ``speech_end`` (``Window.speech_end``) place it in
+        its stream's speech, so a model with front-end reuse computes only the new audio."""
         if self._queue is None or self._closing:
             raise RuntimeError("scorer not started" if self._queue is None else "scorer closed")
         fut: asyncio.Future[Score] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(samples, fut))
+        place = (stream, speech_end) if stream is not None and speech_end is not None else None
+        self._queue.put_nowait(_Job(samples, fut, place))
         return fut
 
     async def _collect(self) -> tuple[list[_Job], bool]:
@@ -177,7 +183,10 @@ class Scorer:
                 p, logits = await score_async([j.samples for j in live])
             else:
                 p, logits = await loop.run_in_executor(
-                    self._pool, self.detector.score_windows, [j.samples for j in live]
+                    self._pool,
+                    self.detector.score_windows,
+                    [j.samples for j in live],
+                    [j.place for j in live],
                 )
         except Exception as exc:
             log.error("inference failed for a batch of %d: %s", len(live), exc)

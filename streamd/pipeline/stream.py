@@ -128,7 +128,8 @@ class StreamPipeline:
             self.windows_gated += 1
             return
         self.hub.on_window_queued(self)
-        self._results.put_nowait((window, self.hub.scorer.submit(window.samples)))
+        fut = self.hub.scorer.submit(window.samples, self.info.stream_id, window.speech_end)
+        self._results.put_nowait((window, fut))
 
     async def close(self, reason: str = "ended") -> dict[str, Any]:
         """Score what is buffered, then emit ``stream.ended`` with the summary."""

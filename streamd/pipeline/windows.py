@@ -29,6 +29,7 @@ class Window:
     end_s: float
     samples: np.ndarray
     final: bool = False  # cut because speech stopped or the stream ended
+    speech_end: int = 0  # speech samples the windower had taken when it cut this window
 
     @property
     def speech_s(self) -> float:
@@ -85,6 +86,7 @@ class Windower:
         self._held = 0
         self._unscored = 0
         self._silence = 0
+        self._speech_total = 0  # speech samples taken so far: windows' place in the speech
 
     @property
     def hop_s(self) -> float:
@@ -119,6 +121,7 @@ class Windower:
         self._chunks.append((frame.start, frame.samples))
         self._held += len(frame.samples)
         self._unscored += len(frame.samples)
+        self._speech_total += len(frame.samples)
         self._trim()
         if self._held >= self.length and self._unscored >= self.hop:
             self._unscored = 0
@@ -156,4 +159,5 @@ class Windower:
         first_start = self._chunks[0][0]
         last_start, last = self._chunks[-1]
         samples = np.concatenate([c for _, c in self._chunks]).astype(np.float32, copy=False)
-        return Window(first_start / self.sr, (last_start + len(last)) / self.sr, samples, final)
+        end = (last_start + len(last)) / self.sr
+        return Window(first_start / self.sr, end, samples, final, self._speech_total)

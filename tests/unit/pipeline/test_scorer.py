@@ -93,7 +93,7 @@ class _Gate:
         self.inside = self.most_inside = 0
         setattr(self.detector, "score_windows", self._score)  # noqa: B010 (instance override)
 
-    def _score(self, ws: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def _score(self, ws: list[np.ndarray], places: object = None) -> tuple[np.ndarray, np.ndarray]:
         with self.lock:
             self.inside += 1
             self.most_inside = max(self.most_inside, self.inside)

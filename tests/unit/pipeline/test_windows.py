@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamd.pipeline.vad import Frame, SpeechGate
 from streamd.config import WindowsConfig
-from streamd.pipeline.windows import AdaptiveHop, Windower, adaptive_hop
+from streamd.pipeline.vad import Frame, SpeechGate
+from streamd.pipeline.windows import AdaptiveHop, Window, Windower, adaptive_hop
 
 SR = 16000
 FRAME = 320  # 20 ms
@@ -21,7 +21,7 @@ def frames(pattern: list[tuple[bool, float]]) -> list[Frame]:
     return out
 
 
-def run(w: Windower, fr: list[Frame], flush: bool = True) -> list:
+def run(w: Windower, fr: list[Frame], flush: bool = True) -> list[Window]:
     wins = [x for f in fr for x in w.push(f)]
     return wins + (w.flush() if flush else [])
 
@@ -156,3 +156,11 @@ def test_adaptive_hop_from_config_is_off_by_default_and_clamped_to_the_window() 
     assert hop is not None and hop.long_hop_s == 3.0
     with pytest.raises(ValueError, match="long_hop_s"):
         WindowsConfig.model_validate({"length_s": 2.0, "min_s": 1.0, "adaptive": {"long_hop_s": 3}})
+
+
+def test_speech_end_counts_speech_only_so_windows_are_placed_in_the_speech() -> None:
+    w = Windower(4.0, 2.5, 1.0)
+    wins = run(w, frames([(True, 5.0), (False, 2.0), (True, 2.0)]), flush=False)
+    assert [x.speech_end for x in wins] == [4 * SR, 5 * SR, 6 * SR, 7 * SR]
+    for x in wins:  # a window is always the last len(samples) speech samples before speech_end
+        assert len(x.samples) == 4 * SR
