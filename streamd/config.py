@@ -42,6 +42,15 @@ class ServerConfig(_Section):
     client_queue: int = Field(
         1000, ge=1, description="events buffered per websocket client before 1013"
     )
+    max_connections: int = Field(
+        512, ge=1, description="open HTTP/websocket connections; more are closed at once"
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="a connection must send a complete request head within this"
+    )
+    allowed_origins: list[str] = Field(
+        [], description="web origins (https://host:port) whose pages may open /v1/events"
+    )
 
 
 class SipConfig(_Section):

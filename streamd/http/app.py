@@ -11,6 +11,7 @@ from aiohttp import web
 from streamd.errors import StreamdError
 from streamd.http.dashboard import setup_dashboard
 from streamd.http.events_ws import EventsEndpoint
+from streamd.http.guard import ConnectionGuard, GuardedRunner
 from streamd.http.health import setup_health
 from streamd.http.metrics import DaemonMetrics, setup_metrics
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("streamd.http")
 
 CLIENT_FLUSH_S = 2.0  # on stop: time for websocket clients to take their last events
+GUARD = web.AppKey("guard", ConnectionGuard)
 
 
 class ServerHandle:
@@ -52,8 +54,12 @@ def build_app(daemon: Daemon) -> tuple[web.Application, EventsEndpoint, DaemonMe
     if daemon.bus is None:
         raise RuntimeError("the server needs the daemon's event bus")
     cfg = daemon.config.server
-    app = web.Application(client_max_size=1024 * 1024)
-    events = EventsEndpoint(daemon.bus, daemon.store, cfg.tokens, cfg.client_queue)
+    guard = ConnectionGuard(cfg.max_connections, cfg.header_timeout_s)
+    app = web.Application(client_max_size=1024 * 1024, middlewares=[guard.middleware])
+    app[GUARD] = guard
+    events = EventsEndpoint(
+        daemon.bus, daemon.store, cfg.tokens, cfg.client_queue, cfg.allowed_origins
+    )
     app.router.add_get("/v1/events", events.handle)
     metrics = DaemonMetrics(daemon, events)
     setup_metrics(app, metrics, cfg.tokens)
@@ -81,7 +87,7 @@ async def start_server(daemon: Daemon) -> ServerHandle:
             cfg.host,
         )
     app, events, metrics = build_app(daemon)
-    runner = web.AppRunner(app, handle_signals=False)
+    runner = GuardedRunner(app, app[GUARD], handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, cfg.host, cfg.port, shutdown_timeout=CLIENT_FLUSH_S)
     try:

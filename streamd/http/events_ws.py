@@ -25,6 +25,7 @@ from aiohttp import WSCloseCode, web
 
 from streamd.events.schema import EVENT_TYPES
 from streamd.http.auth import require_token
+from streamd.http.guard import origin_allowed
 
 if TYPE_CHECKING:
     from streamd.events.bus import EventBus
@@ -138,12 +139,18 @@ class EventFanout:
 
 class EventsEndpoint:
     def __init__(
-        self, bus: EventBus, store: EventStore | None, tokens: Sequence[str], client_queue: int
+        self,
+        bus: EventBus,
+        store: EventStore | None,
+        tokens: Sequence[str],
+        client_queue: int,
+        allowed_origins: Sequence[str] = (),
     ) -> None:
         self.bus = bus
         self.store = store
         self.tokens = list(tokens)
         self.client_queue = client_queue
+        self.allowed_origins = list(allowed_origins)
         self.fanout = EventFanout()
         self.stopping = False
         self._active: dict[Subscriber, asyncio.Future[None]] = {}
@@ -154,6 +161,14 @@ class EventsEndpoint:
         return len(self._active)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if not origin_allowed(request, self.allowed_origins):
+            log.warning(
+                "events client %s refused: Origin %s is not this server's nor in "
+                "server.allowed_origins",
+                request.remote,
+                request.headers.get("Origin"),
+            )
+            raise web.HTTPForbidden(text="Origin not allowed (server.allowed_origins)")
         require_token(request, self.tokens)
         since, filt = parse_query(request.query)
         if self.stopping:

@@ -39,10 +39,11 @@ def supplied_token(headers: Mapping[str, str], query: Mapping[str, str]) -> str 
 
 def one_of(given: str | None, allowed: Collection[str]) -> bool:
     """True if ``given`` is non-empty and equal to one of ``allowed``, in constant time."""
-    supplied = (given or "").encode()
+    # surrogateescape: a header with bytes that are not UTF-8 is a wrong token (401), not a 500
+    supplied = (given or "").encode("utf-8", "surrogateescape")
     ok = False
     for token in allowed:  # no early exit: the time does not depend on which token matched
-        ok |= hmac.compare_digest(supplied, token.encode())
+        ok |= hmac.compare_digest(supplied, token.encode("utf-8", "surrogateescape"))
     return ok and bool(supplied)
 
 

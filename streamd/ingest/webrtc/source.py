@@ -103,6 +103,14 @@ def _labels(raw: Any, request: web.Request) -> dict[str, str]:
 
 
 async def _read_offer(request: web.Request) -> tuple[str, dict[str, str]]:
+    # application/json makes a browser send a CORS preflight first, which this server never
+    # answers: a page on another site cannot make visitors' browsers open peers here.
+    if request.content_type != "application/json":
+        raise _error(
+            web.HTTPUnsupportedMediaType,
+            f"Content-Type must be application/json, got {request.content_type!r}",
+            request,
+        )
     try:
         body = await request.json(loads=json.loads)
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
