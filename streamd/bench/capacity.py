@@ -173,16 +173,18 @@ def _row(r: TrialResult) -> str:
         return f"{v:7.2f}" if v is not None else "      -"
 
     gpu = f" {r.gpu_util:5.0f}%" if r.gpu_util is not None else "      -"
+    reuse = f" {100 * r.reused:5.0f}%" if r.reused is not None else "      -"
     return (
         f"{r.path:<10} {r.streams:>6} {'pass' if r.passed else 'FAIL':>5} {s(r.p50_s)} {s(r.p99_s)} "
         f"{r.windows_per_s:9.2f} {100 * r.cpu_per_stream:9.2f}% {r.unscored:>8} "
-        f"{r.feed_lag_p99_s * 1000:8.0f} {r.mean_batch:6.2f}{gpu} {r.load:6.2f}"
+        f"{r.feed_lag_p99_s * 1000:8.0f} {r.mean_batch:6.2f}{reuse}{gpu} {r.load:6.2f}"
     )
 
 
 HEADER = (
     f"{'path':<10} {'streams':>6} {'ok':>5} {'p50 s':>7} {'p99 s':>7} {'windows/s':>9} "
-    f"{'cpu/strm':>10} {'unscored':>8} {'lag ms':>8} {'batch':>6} {'gpu':>6} {'load':>6}"
+    f"{'cpu/strm':>10} {'unscored':>8} {'lag ms':>8} {'batch':>6} {'reuse':>6} {'gpu':>6} "
+    f"{'load':>6}"
 )
 
 

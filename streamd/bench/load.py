@@ -44,6 +44,7 @@ class TrialResult:
     mean_batch: float
     load: float  # 1-minute load average when the trial started
     gpu_util: float | None = None
+    reused: float | None = None  # share of windows scored from cached front-end frames
     errors: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -146,6 +147,8 @@ async def run_trial(
     load = os.getloadavg()[0]
     sent = [0] * n
     lags: list[float] = []
+    reuse = detector.reuse
+    reuse0 = (reuse.reused, reuse.full) if reuse is not None else (0, 0)
     cpu0 = _cpu()
     t_end = t_start + seconds
     next_gpu = t_start
@@ -172,6 +175,10 @@ async def run_trial(
     while len(latencies) < counter.queued and time.perf_counter() < deadline:
         await asyncio.sleep(0.02)
     unscored = counter.queued - len(latencies)
+    reused = None
+    if reuse is not None:
+        hits, whole = reuse.reused - reuse0[0], reuse.full - reuse0[1]
+        reused = hits / max(1, hits + whole)
     for s in streams:
         await s.abort("bench")
     await scorer.close(drain=False)
@@ -200,6 +207,7 @@ async def run_trial(
         mean_batch=counter.batch_sum / max(1, len(lat)),
         load=load,
         gpu_util=gpu.mean,
+        reused=reused,
         errors=errors,
     )
 

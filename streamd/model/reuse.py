@@ -67,8 +67,8 @@ class FrontEndReuse:
         import onnx
         from onnx.utils import Extractor
 
-        if det.manifest.family != "aasist" or det.front_end is not None:
-            log.info("model %s: front-end reuse needs the aasist family; off", det.name)
+        if getattr(det, "front_end", None) is not None:
+            log.info("model %s: front-end reuse needs raw audio in; off", det.name)
             return None
         model = onnx.load(str(det.path))
         nodes = {n.name: n for n in model.graph.node}
@@ -76,7 +76,10 @@ class FrontEndReuse:
         cut_node = next((n for name, n in nodes.items() if name.endswith(CUT_NODE)), None)
         producers = {o: n for n in model.graph.node for o in n.output}
         if sinc is None or cut_node is None or sinc.input[0] not in producers:
-            log.warning("model %s: no sinc front end / encoder cut found; reuse off", det.name)
+            log.warning(
+                "model %s: no AASIST sinc front end and encoder cut in the graph; reuse off",
+                det.name,
+            )
             return None
         front_in = producers[sinc.input[0]].input[0]  # the audio before its unsqueeze
         cut = cut_node.output[0]

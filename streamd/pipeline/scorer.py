@@ -217,3 +217,4 @@ def _fail(jobs: list[_Job], why: str) -> None:
     for j in jobs:
         if not j.future.done():
             j.future.set_exception(RuntimeError(why))
+            j.future.exception()  # an aborted stream no longer awaits it: no "never retrieved"
