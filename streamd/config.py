@@ -7,6 +7,8 @@ pydantic-settings maps the names to keys, and an error in an override names the 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import os
 from collections.abc import Mapping
@@ -185,6 +187,21 @@ class AudioHookConfig(_FeedSection):
     path: str = "/v1/ingest/audiohook"
     api_keys: list[str] = []
     organization_ids: list[str] = []
+    client_secrets: dict[str, str] = Field(
+        {},
+        description="API key -> the integration's client secret (base64, as Genesys shows "
+        "it): requests with that key must carry a valid HTTP message signature",
+    )
+
+    @field_validator("client_secrets")
+    @classmethod
+    def _base64(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, secret in value.items():
+            try:
+                base64.b64decode(secret, validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError(f"the secret of key {key[:6]}... is not base64") from None
+        return value
 
 
 class AudioForkConfig(_FeedSection):

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import logging
+import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -212,3 +217,55 @@ async def test_abrupt_drop_and_an_hour_long_pause(tiny_model_dir: Path, tmp_path
     assert all(e["summary"]["duration_s"] == pytest.approx(6.0 + 5.0, abs=0.01) for e in ends)
     assert status["gaps_capped"] == 2 and status["abrupt"] == 1 and status["connections"] == 0
     assert np.isclose(status["gap_s"], 7200.0)
+
+
+async def test_client_secret_requires_a_valid_fresh_signature(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    secret_b64 = base64.b64encode(b"a client secret of the integration").decode()
+    feed = {**FEED, "client_secrets": {FEED["api_keys"][0]: secret_b64}}
+    async with feed_daemon(tiny_model_dir, tmp_path, audiohook=feed) as (daemon, _):
+        session_id = str(uuid.uuid4())
+        plain = audiohook_headers(session_id)
+        host = urlsplit(url(daemon)).netloc
+
+        def signed(created: int, key: bytes) -> dict[str, str]:
+            names = [
+                "audiohook-organization-id",
+                "audiohook-session-id",
+                "audiohook-correlation-id",
+                "x-api-key",
+            ]
+            lower = {k.lower(): v for k, v in plain.items()}
+            params = (
+                '("@request-target" "@authority" ' + " ".join(f'"{n}"' for n in names) + ")"
+                f';keyid="{lower["x-api-key"]}";nonce="{uuid.uuid4().hex}";alg="hmac-sha256"'
+                f";created={created}"
+            )
+            base = "\n".join(
+                [f'"@request-target": {PATH}', f'"@authority": {host}']
+                + [f'"{n}": {lower[n]}' for n in names]
+                + [f'"@signature-params": {params}']
+            )
+            mac = base64.b64encode(hmac.new(key, base.encode(), hashlib.sha256).digest())
+            return {
+                **plain,
+                "Signature-Input": f"sig1={params}",
+                "Signature": f"sig1=:{mac.decode()}:",
+            }
+
+        good = base64.b64decode(secret_b64)
+        for headers in (
+            plain,
+            signed(int(time.time()) - 120, good),
+            signed(int(time.time()), b"x"),
+        ):
+            with pytest.raises(InvalidStatus) as refused:
+                async with ws_connect(url(daemon), additional_headers=headers):
+                    pass
+            assert refused.value.response.status_code == 401
+        async with ws_connect(url(daemon), additional_headers=signed(int(time.time()), good)) as ws:
+            client = AudioHookClient(ws, session_id)
+            await client.open()
+        status = source(daemon, "audiohook").status()
+    assert status["bad_signatures"] == 3 and status["signed_keys"] == 1
