@@ -272,7 +272,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from streamd.export.export import compare, probe_batch, verify_lengths
+    from streamd.export.export import compare, verify_lengths
+    from streamd.export.probe_audio import probe_batch
     from streamd.model.manifest import load_manifest, resolve_manifest
 
     mpath = resolve_manifest(args.models_dir, args.name)

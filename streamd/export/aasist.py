@@ -155,7 +155,8 @@ class AASIST(nn.Module):
         x = self.conv_time(wave)
         x = F.max_pool2d(x.abs().unsqueeze(1), kernel_size=(3, 3))
         x = F.selu(self.first_bn(x))
-        return self.encoder(x.contiguous(memory_format=torch.channels_last))
+        out: Tensor = self.encoder(x.contiguous(memory_format=torch.channels_last))
+        return out
 
     def _hsgal_branch(
         self,
@@ -220,7 +221,8 @@ class AASIST(nn.Module):
         )
 
     def forward(self, wave: Tensor) -> Tensor:
-        return self.out_layer(self.drop(self.embed(wave)))
+        logits: Tensor = self.out_layer(self.drop(self.embed(wave)))
+        return logits
 
 
 def tile_to_length(wave: Tensor, n_samples: int = WINDOW_SAMPLES) -> Tensor:
@@ -247,7 +249,8 @@ class AasistForExport(nn.Module):
         self.n_samples = model.config.nb_samp
 
     def forward(self, wave: Tensor) -> Tensor:
-        return self.model(tile_to_length(wave, self.n_samples))
+        logits: Tensor = self.model(tile_to_length(wave, self.n_samples))
+        return logits
 
 
 def _shape_signature(state: Mapping[str, Tensor]) -> dict[str, tuple[int, ...]]:

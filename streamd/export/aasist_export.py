@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from streamd.errors import ModelError, UsageError
+from streamd.errors import UsageError
+from streamd.export.common import load_or_fail
 from streamd.export.export import ExportPlan
 from streamd.model.manifest import WindowSpec, sha256_file
 
@@ -31,13 +32,9 @@ def load_plan(
         raise UsageError(f"{source}: expected an AASIST .pth state dict")
     digest = sha256_file(source)
     known = by_sha256(digest)
-    try:
-        model = load_checkpoint(source, config_path)
-    except (ValueError, RuntimeError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(
-            f"{source}: not an AASIST checkpoint this build can load ({first})"
-        ) from None
+    model = load_or_fail(
+        str(source), lambda: load_checkpoint(source, config_path), " as an AASIST checkpoint"
+    )
     n = model.config.nb_samp
     metrics: dict[str, Any] = {"reported": known.reported} if known else {}
     return ExportPlan(

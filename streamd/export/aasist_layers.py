@@ -45,7 +45,7 @@ def sinc_bandpass_filters(
     high = edges_hz[1:, None]
     ideal = (lowpass(high) - lowpass(low)).astype(np.float32)
     window = np.hamming(taps).astype(np.float32)
-    return (window[None, :] * ideal).astype(np.float32)
+    return np.asarray(window[None, :] * ideal, dtype=np.float32)
 
 
 class SincFrontEnd(nn.Module):
@@ -112,7 +112,8 @@ def _pairwise_products(x: Tensor) -> Tensor:
 def _node_batchnorm(bn: nn.BatchNorm1d, x: Tensor) -> Tensor:
     """Batch norm over the feature axis of ``[B, N, D]`` node features (nodes act as batch)."""
     b, n, d = x.shape
-    return bn(x.reshape(-1, d)).reshape(b, n, d)
+    flat: Tensor = bn(x.reshape(-1, d))
+    return flat.reshape(b, n, d)
 
 
 def _xavier(rows: int, cols: int) -> nn.Parameter:

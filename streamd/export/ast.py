@@ -24,18 +24,19 @@ from torch import nn
 
 from streamd.errors import UsageError
 from streamd.export.common import (
-    fake_index_from_labels,
+    CARD_LICENSE,
+    SR,
+    extractor_reference,
     fit_length,
-    hf_config,
     load_or_fail,
-    read_labels,
+    open_hf_card,
 )
 from streamd.export.export import ExportPlan
 from streamd.export.hf import from_pretrained, offline_quiet
 from streamd.model.manifest import WindowSpec
 
 FAMILY = "ast"
-SR = 16000
+ARCHITECTURE = "ASTForAudioClassification"
 FRAME, HOP, NFFT = 400, 160, 512  # 25 ms, 10 ms, next power of two
 PREEMPH = 0.97
 LOW_HZ = 20.0
@@ -113,7 +114,8 @@ class AstWindow(nn.Module):
         self.model = model
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        return self.model(input_values=self.features(waveform)).logits
+        logits: torch.Tensor = self.model(input_values=self.features(waveform)).logits
+        return logits
 
 
 def feature_extractor(folder: Path, config: dict[str, Any]) -> Any:
@@ -127,7 +129,7 @@ def feature_extractor(folder: Path, config: dict[str, Any]) -> Any:
             lambda: ASTFeatureExtractor.from_pretrained(str(folder)),
         )
     else:
-        fe = ASTFeatureExtractor(
+        fe = ASTFeatureExtractor(  # type: ignore[no-untyped-call]
             max_length=config.get("max_length", 1024), num_mel_bins=config.get("num_mel_bins", 128)
         )
     if fe.max_length != config.get("max_length", 1024) or fe.num_mel_bins != config.get(
@@ -144,17 +146,6 @@ def feature_extractor(folder: Path, config: dict[str, Any]) -> Any:
     return fe
 
 
-def reference_pipeline(fe: Any, model: nn.Module) -> Any:
-    """ASTFeatureExtractor (numpy, or torchaudio where installed) then the PyTorch model."""
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        feats = fe(list(batch), sampling_rate=SR, return_tensors="pt")
-        with torch.inference_mode():
-            return model(input_values=feats["input_values"]).logits.float().numpy()
-
-    return run
-
-
 def load_plan(
     source: Path,
     fake_index: int | list[int] | None = None,
@@ -164,10 +155,8 @@ def load_plan(
     license: str | None = None,
     **_: Any,
 ) -> ExportPlan:
-    config = hf_config(source, ("ASTForAudioClassification",), FAMILY)
-    labels = read_labels(config)
-    fidx = fake_index_from_labels(labels, fake_index, str(source))
-    fe = feature_extractor(source, config)
+    card = open_hf_card(source, (ARCHITECTURE,), FAMILY, fake_index)
+    fe = feature_extractor(source, card.config)
     longest = (FRAME + (fe.max_length - 1) * HOP) / SR
     if window_max_s > longest:
         raise UsageError(
@@ -182,15 +171,15 @@ def load_plan(
     return ExportPlan(
         module=AstWindow(features, model).eval(),
         family=FAMILY,
-        labels=labels,
-        fake_index=fidx,
+        labels=card.labels,
+        fake_index=card.fake_index,
         window=WindowSpec(min_s=window_min_s, max_s=window_max_s, pad="zero"),
-        source=source_url or str(config.get("_name_or_path") or source),
-        license=license or "see the model card",
-        reference=reference_pipeline(fe, model),
+        source=card.source(source_url),
+        license=license or CARD_LICENSE,
+        reference=extractor_reference(fe, model),  # numpy, or torchaudio where installed
         atol=1e-3,  # float32 spectra in the graph vs float64 numpy in the extractor
         extra={
-            "architecture": "ASTForAudioClassification",
+            "architecture": ARCHITECTURE,
             "features": {
                 "kind": "kaldi fbank (ASTFeatureExtractor)",
                 "frame_length": FRAME,

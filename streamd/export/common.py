@@ -1,4 +1,7 @@
-"""Pieces several families share: reading Hugging Face folders, labels, and graph-safe torch ops.
+"""Pieces several families share: opening checkpoints, labels, references and graph-safe torch ops.
+
+Every family's ``load_plan`` opens its checkpoint through the helpers here, so a bad folder,
+label set or ``--config`` file fails the same way, with one line that names the file.
 
 The torch helpers here are written so that ``torch.onnx.export`` traces them into graphs that
 accept any batch size and any number of samples: padding and cutting use concat + slice instead
@@ -8,7 +11,9 @@ of Python arithmetic on shapes, which the tracer would freeze at the dummy input
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,23 +22,38 @@ import torch
 from torch import nn
 
 from streamd.errors import ModelError, UsageError
-from streamd.export.wav2vec2 import FAKE_LABEL, NORM_EPS, fake_index_from_labels, read_labels
-
-__all__ = [
-    "FAKE_LABEL",
-    "NORM_EPS",
-    "PooledLinear",
-    "fake_index_from_labels",
-    "fit_length",
-    "hf_config",
-    "labels_for",
-    "load_or_fail",
-    "preprocessor_config",
-    "read_labels",
-    "zero_mean_unit_var",
-]
 
 T = TypeVar("T")
+SR = 16000
+FAKE_LABEL = re.compile(r"fake|spoof|synthetic|deepfake|generated|clone|tts|\bai\b", re.IGNORECASE)
+NORM_EPS = 1e-7  # transformers' zero_mean_unit_var_norm
+CARD_LICENSE = "see the model card"
+Reference = Callable[[np.ndarray], np.ndarray]  # float32 [B, T] -> logits, by the card's code
+
+
+def fake_index_from_labels(
+    labels: list[str], override: int | list[int] | None, origin: str
+) -> int | list[int]:
+    """``--fake-index`` when given, else the one label (or labels) that says fake."""
+    if override is not None:
+        idx = override if isinstance(override, list) else [override]
+        if any(not 0 <= i < len(labels) for i in idx):
+            raise UsageError(f"--fake-index {override} is outside the labels {labels}")
+        return override
+    hits = [i for i, name in enumerate(labels) if FAKE_LABEL.search(name)]
+    if not hits:
+        raise UsageError(
+            f"{origin}: no label says fake/spoof/synthetic (labels are {labels}); "
+            "say which output index means fake with --fake-index N"
+        )
+    return hits[0] if len(hits) == 1 else hits
+
+
+def read_labels(config: dict[str, Any]) -> list[str]:
+    """Output names in index order from a config.json's ``id2label`` (``LABEL_i`` when unnamed)."""
+    id2label = config.get("id2label") or {}
+    n = int(config.get("num_labels") or len(id2label) or 2)
+    return [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(n)]
 
 
 def hf_config(source: Path, architectures: tuple[str, ...], family: str) -> dict[str, Any]:
@@ -50,6 +70,37 @@ def hf_config(source: Path, architectures: tuple[str, ...], family: str) -> dict
             f"{source}: architecture {arch}; family {family} needs {' or '.join(architectures)}"
         )
     return config
+
+
+@dataclass(frozen=True)
+class HfCard:
+    """A Hugging Face classifier folder, checked: its config, output labels and which mean fake."""
+
+    folder: Path
+    config: dict[str, Any]
+    labels: list[str]
+    fake_index: int | list[int]
+
+    def source(self, source_url: str | None) -> str:
+        """Where the manifest says the model came from: ``--source-url``, the card's name, the folder."""
+        return source_url or str(self.config.get("_name_or_path") or self.folder)
+
+
+def open_hf_card(
+    source: Path, architectures: tuple[str, ...], family: str, fake_index: int | list[int] | None
+) -> HfCard:
+    """The opening every Hugging Face classifier family shares."""
+    config = hf_config(source, architectures, family)
+    labels = read_labels(config)
+    return HfCard(source, config, labels, fake_index_from_labels(labels, fake_index, str(source)))
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A ``--config`` JSON file that must hold an object of keys."""
+    data = load_or_fail(str(path), lambda: json.loads(Path(path).read_text()))
+    if not isinstance(data, dict):
+        raise UsageError(f"--config {path}: expected a JSON object of keys")
+    return data
 
 
 def preprocessor_config(folder: Path) -> dict[str, Any]:
@@ -74,7 +125,7 @@ def labels_for(n: int, given: list[str] | None, default: list[str], origin: str)
     return labels
 
 
-def load_or_fail(what: str, loader: Callable[[], T]) -> T:
+def load_or_fail(what: str, loader: Callable[[], T], as_what: str = "") -> T:
     """Run a loader; turn whatever a broken checkpoint raises into one line that names the file."""
     try:
         return loader()
@@ -82,7 +133,31 @@ def load_or_fail(what: str, loader: Callable[[], T]) -> T:
         raise
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelError(f"{what}: cannot load ({first[:300]})") from None
+        raise ModelError(f"{what}: cannot load{as_what} ({first[:300]})") from None
+
+
+def wav2vec2_extractor(folder: Path, do_normalize: bool) -> Any:
+    """The card's Wav2Vec2FeatureExtractor, or one with ``do_normalize`` when it ships none."""
+    from transformers import Wav2Vec2FeatureExtractor
+
+    if (folder / "preprocessor_config.json").exists():
+        return load_or_fail(
+            f"{folder}/preprocessor_config.json",
+            lambda: Wav2Vec2FeatureExtractor.from_pretrained(str(folder)),
+        )
+    return Wav2Vec2FeatureExtractor(do_normalize=do_normalize)  # type: ignore[no-untyped-call]
+
+
+def extractor_reference(fe: Any, model: nn.Module) -> Reference:
+    """The card's own code path: its feature extractor (numpy), then the PyTorch model's logits."""
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        feats = fe(list(batch), sampling_rate=SR, return_tensors="pt")
+        with torch.inference_mode():
+            logits: torch.Tensor = model(input_values=feats["input_values"]).logits
+        return logits.float().numpy()
+
+    return run
 
 
 def zero_mean_unit_var(x: torch.Tensor) -> torch.Tensor:
@@ -127,7 +202,8 @@ class PooledLinear(nn.Module):
 
     def embed(self, waveform: torch.Tensor) -> torch.Tensor:
         x = zero_mean_unit_var(waveform) if self.normalize else waveform
-        return self.backbone(input_values=x).last_hidden_state.mean(dim=1)
+        hidden: torch.Tensor = self.backbone(input_values=x).last_hidden_state
+        return hidden.mean(dim=1)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         z = self.head(self.embed(waveform))

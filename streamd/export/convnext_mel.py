@@ -16,7 +16,6 @@ steps, a difference of at most half a grey level.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -29,12 +28,11 @@ from torch import nn
 
 from streamd.errors import UsageError
 from streamd.export.common import (
-    fake_index_from_labels,
+    CARD_LICENSE,
     fit_length,
-    hf_config,
-    load_or_fail,
+    open_hf_card,
     preprocessor_config,
-    read_labels,
+    read_json_object,
 )
 from streamd.export.export import ExportPlan
 from streamd.export.hf import from_pretrained
@@ -255,7 +253,8 @@ class ConvNextMelWindow(nn.Module):
         self.model = model
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        return self.model(pixel_values=self.image(waveform)).logits
+        logits: torch.Tensor = self.model(pixel_values=self.image(waveform)).logits
+        return logits
 
 
 def reference_pixels(recipe: MelImageRecipe, batch: np.ndarray, channels: int) -> np.ndarray:
@@ -311,18 +310,10 @@ def load_plan(
     license: str | None = None,
     **_: Any,
 ) -> ExportPlan:
-    config = hf_config(source, ("ConvNextForImageClassification",), FAMILY)
-    labels = read_labels(config)
-    fidx = fake_index_from_labels(labels, fake_index, str(source))
-    overrides: dict[str, Any] = {}
-    if config_path is not None:
-        overrides = load_or_fail(
-            str(config_path), lambda: json.loads(Path(config_path).read_text())
-        )
-        if not isinstance(overrides, dict):
-            raise UsageError(f"--config {config_path}: expected a JSON object of recipe keys")
+    card = open_hf_card(source, ("ConvNextForImageClassification",), FAMILY, fake_index)
+    overrides = read_json_object(config_path) if config_path is not None else {}
     recipe = MelImageRecipe.build(preprocessor_config(source), overrides)
-    channels = int(config.get("num_channels", 3))
+    channels = int(card.config.get("num_channels", 3))
     for key in ("image_mean", "image_std"):
         if len(getattr(recipe, key)) not in (1, channels):
             raise UsageError(
@@ -335,17 +326,18 @@ def load_plan(
     def reference(batch: np.ndarray) -> np.ndarray:
         pixels = torch.from_numpy(reference_pixels(recipe, batch, channels))
         with torch.inference_mode():
-            return model(pixel_values=pixels).logits.float().numpy()
+            logits: torch.Tensor = model(pixel_values=pixels).logits
+        return logits.float().numpy()
 
     clip = recipe.clip_s
     return ExportPlan(
         module=ConvNextMelWindow(recipe, model, channels).eval(),
         family=FAMILY,
-        labels=labels,
-        fake_index=fidx,
+        labels=card.labels,
+        fake_index=card.fake_index,
         window=WindowSpec(min_s=clip, max_s=clip, pad="zero"),
-        source=source_url or str(config.get("_name_or_path") or source),
-        license=license or "see the model card",
+        source=card.source(source_url),
+        license=license or CARD_LICENSE,
         reference=reference,
         atol=1e-3,  # float32 spectra and resize in the graph vs float64 numpy
         fixed_length=True,

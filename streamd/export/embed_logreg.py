@@ -26,18 +26,20 @@ import torch
 
 from streamd.errors import ModelError, UsageError
 from streamd.export.common import (
+    CARD_LICENSE,
     FAKE_LABEL,
+    SR,
     PooledLinear,
     hf_config,
     load_or_fail,
     preprocessor_config,
+    wav2vec2_extractor,
 )
 from streamd.export.export import ExportPlan
 from streamd.export.hf import from_pretrained
 from streamd.model.manifest import WindowSpec
 
 FAMILY = "w2v2-embed-logreg"
-SR = 16000
 BACKBONES = (
     "Wav2Vec2ForCTC",
     "Wav2Vec2Model",
@@ -199,7 +201,7 @@ def load_plan(
         fake_index=fidx,
         window=WindowSpec(min_s=window_min_s, max_s=window_max_s, pad="zero"),
         source=source_url or str(source),
-        license=license or "see the model card",
+        license=license or CARD_LICENSE,
         activation=activation,
         reference=reference_pipeline(backbone_dir, backbone, scaler, clf, fake, binary),
         extra={
@@ -221,14 +223,8 @@ def reference_pipeline(
     score itself keeps the comparison exact where probabilities round to 0 or 1.
     """
     from scipy.special import log_softmax
-    from transformers import Wav2Vec2FeatureExtractor
 
-    has_pre = (folder / "preprocessor_config.json").exists()
-    fe = (
-        Wav2Vec2FeatureExtractor.from_pretrained(str(folder))
-        if has_pre
-        else Wav2Vec2FeatureExtractor(do_normalize=False)
-    )
+    fe = wav2vec2_extractor(folder, do_normalize=False)
 
     def run(batch: np.ndarray) -> np.ndarray:
         feats = fe(list(batch), sampling_rate=SR, return_tensors="pt")
@@ -241,7 +237,7 @@ def reference_pipeline(
             )
         score = clf.decision_function(scaler.transform(emb) if scaler is not None else emb)
         if binary:
-            return (score if fake == [1] else -score)[:, None]
-        return log_softmax(score, axis=1)
+            return np.asarray(score if fake == [1] else -score)[:, None]
+        return np.asarray(log_softmax(score, axis=1))
 
     return run

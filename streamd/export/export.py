@@ -67,7 +67,8 @@ def _torch_reference(plan: ExportPlan) -> Callable[[np.ndarray], np.ndarray]:
 
     def run(batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return plan.module(torch.from_numpy(batch)).float().numpy()
+            logits: torch.Tensor = plan.module(torch.from_numpy(batch))
+        return logits.float().numpy()
 
     return run
 

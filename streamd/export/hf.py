@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from streamd.errors import ModelError
+from streamd.export.common import load_or_fail
 
 
 def offline_quiet() -> None:
@@ -17,8 +18,8 @@ def offline_quiet() -> None:
     try:
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+        hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     except ImportError:
         raise ModelError(
             "export needs torch and transformers: pip install 'streamd[export]'"
@@ -26,9 +27,6 @@ def offline_quiet() -> None:
 
 
 def from_pretrained(cls: Any, folder: Path, **kw: Any) -> Any:
+    """``cls.from_pretrained(folder)`` in eval mode, offline; a broken folder is one line."""
     offline_quiet()
-    try:
-        return cls.from_pretrained(str(folder), **kw).eval()
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{folder}: cannot load the checkpoint ({first})") from None
+    return load_or_fail(str(folder), lambda: cls.from_pretrained(str(folder), **kw).eval())

@@ -10,7 +10,6 @@ overrides the guess. The card feeds raw waveform: no normalization in the graph.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,14 @@ from typing import Any
 import torch
 
 from streamd.errors import UsageError
-from streamd.export.common import PooledLinear, fake_index_from_labels, labels_for, load_or_fail
+from streamd.export.common import (
+    CARD_LICENSE,
+    PooledLinear,
+    fake_index_from_labels,
+    labels_for,
+    load_or_fail,
+    read_json_object,
+)
 from streamd.export.export import ExportPlan
 from streamd.export.hf import offline_quiet
 from streamd.model.manifest import WindowSpec
@@ -178,7 +184,8 @@ def build_backbone(sd: dict[str, torch.Tensor], config: dict[str, Any], origin: 
     else:
         renamed.pop("masked_spec_embed", None)
     load_or_fail(origin, lambda: model.load_state_dict(renamed, strict=True))
-    return model.eval()
+    model.train(False)  # eval mode (transformers leaves eval() untyped)
+    return model
 
 
 def load_plan(
@@ -197,7 +204,7 @@ def load_plan(
     sd = read_state_dict(source)
     backbone_sd, weight, bias, prefixes = split_state_dict(sd, str(source))
     if config_path is not None:
-        config = load_or_fail(str(config_path), lambda: json.loads(Path(config_path).read_text()))
+        config = read_json_object(config_path)
         config = {k: v for k, v in config.items() if k not in ("architectures", "_name_or_path")}
     else:
         config = infer_config(backbone_sd, str(source))
@@ -218,7 +225,7 @@ def load_plan(
         fake_index=fidx,
         window=WindowSpec(min_s=window_min_s, max_s=window_max_s, pad="zero"),
         source=source_url or str(source),
-        license=license or "see the model card",
+        license=license or CARD_LICENSE,
         extra={
             "normalize": "none",
             "pooling": "mean over frames of last_hidden_state",

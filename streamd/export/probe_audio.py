@@ -27,7 +27,7 @@ def speechlike(n_samples: int, seed: int = 0, rate: int = 16000) -> np.ndarray:
     envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3.0 * t + rng.uniform(0, 6)) ** 2
     out = out * envelope + 0.01 * rng.standard_normal(n_samples)
     out = 0.5 * out / (np.abs(out).max() + 1e-9)
-    return out.astype(np.float32)
+    return np.asarray(out, dtype=np.float32)
 
 
 def probe_batch(lengths: list[int], seed: int = 0) -> list[np.ndarray]:

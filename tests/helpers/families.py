@@ -2,62 +2,45 @@
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from streamd.model.session import Detector
+
 SR = 16000
-Reference = Callable[
-    [np.ndarray], np.ndarray
-]  # float32 [B, T] -> p_fake [B], by the card's own code
+Reference = Callable[[np.ndarray], np.ndarray]  # float32 [B, T] -> p_fake [B], by the card's code
 
 
-def tiny_w2v2_config(**over: object):  # type: ignore[no-untyped-def]
-    """A tiny wav2vec2-base-shaped config (7 conv layers, base strides, group norm) with overrides."""
-    from transformers import Wav2Vec2Config
-
-    kw: dict[str, object] = {
-        "hidden_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 1,
-        "intermediate_size": 37,
-        "conv_dim": (16,) * 7,
-        "conv_stride": (5, 2, 2, 2, 2, 2, 2),
-        "conv_kernel": (10, 3, 3, 3, 3, 2, 2),
-        "num_conv_pos_embeddings": 16,
-        "num_conv_pos_embedding_groups": 2,
-        "do_stable_layer_norm": False,
-        "feat_extract_norm": "group",
-        "vocab_size": 12,
-    }
-    kw.update(over)
-    return Wav2Vec2Config(**kw)
+def export_args(source: Path, models: Path, name: str, *extra: str) -> list[str]:
+    """The argv of ``streamd models export`` as a user types it."""
+    return [
+        "models",
+        "export",
+        "--from",
+        str(source),
+        "--name",
+        name,
+        "--models-dir",
+        str(models),
+        *extra,
+    ]
 
 
 def export_cli(source: Path, models: Path, name: str, *extra: str) -> Path:
     """``streamd models export`` exactly as a user types it; returns the manifest path."""
     from streamd.cli import main
 
-    rc = main(
-        [
-            "models",
-            "export",
-            "--from",
-            str(source),
-            "--name",
-            name,
-            "--models-dir",
-            str(models),
-            *extra,
-        ]
-    )
+    rc = main(export_args(source, models, name, *extra))
     assert rc == 0, f"export of {source} failed with exit code {rc}"
     return models / f"{name}.yaml"
 
 
-def detector(manifest: Path):  # type: ignore[no-untyped-def]
-    from streamd.model.session import Detector
+def detector(manifest: Path) -> Detector:
 
     return Detector.load(manifest, providers=["cpu"])
 
@@ -135,9 +118,85 @@ def assert_score_matches(
     return checked
 
 
+def card_reference(logits_of: Callable[[np.ndarray], Any], fake: int | list[int]) -> Reference:
+    """The card's p_fake: its own forward pass (without autograd), then softmax over the outputs."""
+    import torch
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return softmax_p(logits_of(batch).numpy(), fake)
+
+    return run
+
+
+def extractor_card_reference(
+    folder: Path, extractor_cls: Any, model_cls: Any, fake: int | list[int]
+) -> Reference:
+    """The card's code for a Hugging Face folder: its feature extractor, its classifier, softmax."""
+    fe = extractor_cls.from_pretrained(folder)
+    model = model_cls.from_pretrained(folder).eval()
+    return card_reference(
+        lambda batch: model(**fe(list(batch), sampling_rate=SR, return_tensors="pt")).logits, fake
+    )
+
+
 def softmax_p(logits: np.ndarray, fake: int | list[int]) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64)
     e = np.exp(z - z.max(axis=1, keepdims=True))
     p = e / e.sum(axis=1, keepdims=True)
     idx = fake if isinstance(fake, list) else [fake]
     return p[:, idx].sum(axis=1)
+
+
+# --- AASIST: the published checkpoints and the original implementation's outputs in ../shared ---
+
+AASIST_CHECKPOINTS = {
+    # name: (checkpoint, conf) under shared/models; AASIST-L is loaded without its conf on purpose
+    "aasist-l": ("aasist/AASIST-L.pth", None),
+    "aasist": ("aasist/AASIST.pth", "aasist/AASIST.conf"),
+    "aasist-asvspoof5": (
+        "aasist-asvspoof5/AASIST-asvspoof5.pth",
+        "aasist-asvspoof5/AASIST_ASVspoof5.conf",
+    ),
+}
+AASIST_SAMPLES = 64600
+
+
+def aasist_synthetic_inputs() -> dict[str, np.ndarray]:
+    """The two synthetic inputs as the reference README describes them."""
+    sine = 0.5 * np.sin(2 * np.pi * 440.0 * np.arange(AASIST_SAMPLES) / SR)
+    return {
+        "synthetic:zeros": np.zeros(AASIST_SAMPLES, dtype=np.float32),
+        "synthetic:sine440": sine.astype(np.float32),
+    }
+
+
+@dataclass(frozen=True)
+class AasistReference:
+    """The original implementation's inputs (npz) and logits (csv: model, clip -> 2 logits)."""
+
+    npz: dict[str, np.ndarray]
+    logits: dict[str, dict[str, np.ndarray]]
+
+    @property
+    def clips(self) -> dict[str, np.ndarray]:
+        """The real clips, without the synthetic inputs."""
+        return {n: x for n, x in self.npz.items() if not n.startswith("synthetic:")}
+
+    @property
+    def inputs(self) -> dict[str, np.ndarray]:
+        """Every input, the synthetic ones made by our recipe."""
+        return self.npz | aasist_synthetic_inputs()
+
+
+def load_aasist_reference(shared_dir: Path) -> AasistReference:
+    ref = shared_dir / "models" / "reference"
+    data = np.load(ref / "aasist_reference_inputs.npz")
+    npz = {str(n): x for n, x in zip(data["names"], data["x"], strict=True)}
+    logits: dict[str, dict[str, np.ndarray]] = {}
+    with open(ref / "aasist_reference_logits.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            logits.setdefault(row["model"], {})[row["clip"]] = np.array(
+                [float(row["logit0"]), float(row["logit1"])]
+            )
+    return AasistReference(npz, logits)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import warnings
@@ -27,18 +26,16 @@ from streamd.export.aasist import (  # noqa: E402
 )
 from streamd.export.aasist_layers import sinc_bandpass_filters  # noqa: E402
 
+from tests.helpers.families import (  # noqa: E402
+    AASIST_CHECKPOINTS,
+    AasistReference,
+    aasist_synthetic_inputs,
+)
+
 torch.set_num_threads(2)
 
 TOL = 1e-4
-CHECKPOINTS = {
-    # name in the reference CSV: (checkpoint, conf); AASIST-L is loaded without its conf on purpose
-    "aasist": ("aasist/AASIST.pth", "aasist/AASIST.conf"),
-    "aasist-l": ("aasist/AASIST-L.pth", None),
-    "aasist-asvspoof5": (
-        "aasist-asvspoof5/AASIST-asvspoof5.pth",
-        "aasist-asvspoof5/AASIST_ASVspoof5.conf",
-    ),
-}
+CHECKPOINTS = AASIST_CHECKPOINTS
 CONFS = {
     "aasist": "aasist/AASIST.conf",
     "aasist-l": "aasist/AASIST-L.conf",
@@ -49,15 +46,6 @@ CONFS = {
 SUBSET = (0, 3, 12, 20, 27, 39)
 
 
-def synthetic_inputs() -> dict[str, np.ndarray]:
-    """The two synthetic inputs as the reference README describes them."""
-    sine = 0.5 * np.sin(2 * np.pi * 440.0 * np.arange(WINDOW_SAMPLES) / 16000)
-    return {
-        "synthetic:zeros": np.zeros(WINDOW_SAMPLES, dtype=np.float32),
-        "synthetic:sine440": sine.astype(np.float32),
-    }
-
-
 def original_tiling(x: np.ndarray, n: int = WINDOW_SAMPLES) -> np.ndarray:
     """The original evaluation's recipe: cut long input, repeat short input whole, then cut."""
     if x.shape[0] >= n:
@@ -65,35 +53,22 @@ def original_tiling(x: np.ndarray, n: int = WINDOW_SAMPLES) -> np.ndarray:
     return np.tile(x, n // x.shape[0] + 1)[:n]
 
 
-@pytest.fixture(scope="module")
-def reference(shared_dir: Path) -> dict[str, Any]:
-    ref = shared_dir / "models" / "reference"
-    data = np.load(ref / "aasist_reference_inputs.npz")
-    names = [str(n) for n in data["names"]]
-    logits: dict[str, dict[str, np.ndarray]] = {}
-    with open(ref / "aasist_reference_logits.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            logits.setdefault(row["model"], {})[row["clip"]] = np.array(
-                [float(row["logit0"]), float(row["logit1"])]
-            )
-    clips = {n: x for n, x in zip(names, data["x"], strict=True) if not n.startswith("synthetic:")}
-    return {"clips": clips, "npz": dict(zip(names, data["x"], strict=True)), "logits": logits}
-
-
 _LOGITS_CACHE: dict[str, tuple[Any, dict[str, np.ndarray]]] = {}
 
 
-def model_logits(name: str, shared_dir: Path, reference: dict[str, Any]) -> dict[str, np.ndarray]:
+def model_logits(
+    name: str, shared_dir: Path, aasist_reference: AasistReference
+) -> dict[str, np.ndarray]:
     """Run one checkpoint once per session on its clips plus our own synthetic inputs, batched."""
     if name not in _LOGITS_CACHE:
         pth, conf = CHECKPOINTS[name]
         model = load_checkpoint(
             shared_dir / "models" / pth, shared_dir / "models" / conf if conf else None
         )
-        clip_names = list(reference["clips"])
+        clip_names = list(aasist_reference.clips)
         if name != "aasist-l":
             clip_names = [clip_names[i] for i in SUBSET]
-        inputs = {n: reference["clips"][n] for n in clip_names} | synthetic_inputs()
+        inputs = {n: aasist_reference.clips[n] for n in clip_names} | aasist_synthetic_inputs()
         batch = torch.from_numpy(np.stack(list(inputs.values())))
         with torch.inference_mode():
             out = model(batch).numpy()
@@ -140,12 +115,13 @@ def test_config_inferred_from_shapes_equals_conf(name: str, shared_dir: Path) ->
 
 @pytest.mark.slow
 def test_aasist_l_all_reference_inputs_in_one_batch(
-    shared_dir: Path, reference: dict[str, Any]
+    shared_dir: Path, aasist_reference: AasistReference
 ) -> None:
-    got = model_logits("aasist-l", shared_dir, reference)
-    assert len(reference["clips"]) == 40
+    got = model_logits("aasist-l", shared_dir, aasist_reference)
+    assert len(aasist_reference.clips) == 40
     diffs = {
-        c: np.abs(got[c] - reference["logits"]["aasist-l"][c]).max() for c in reference["clips"]
+        c: np.abs(got[c] - aasist_reference.logits["aasist-l"][c]).max()
+        for c in aasist_reference.clips
     }
     worst = max(diffs, key=lambda c: diffs[c])
     assert diffs[worst] < TOL, f"{worst}: {diffs[worst]:.2e}"
@@ -155,33 +131,33 @@ def test_aasist_l_all_reference_inputs_in_one_batch(
 @pytest.mark.parametrize("name", ["aasist", "aasist-asvspoof5"])
 @pytest.mark.slow
 def test_full_models_reproduce_reference_logits(
-    name: str, shared_dir: Path, reference: dict[str, Any]
+    name: str, shared_dir: Path, aasist_reference: AasistReference
 ) -> None:
-    got = model_logits(name, shared_dir, reference)
+    got = model_logits(name, shared_dir, aasist_reference)
     clips = [c for c in got if not c.startswith("synthetic:")]
     assert len(clips) == len(SUBSET)
     for clip in clips:
-        np.testing.assert_allclose(got[clip], reference["logits"][name][clip], rtol=0, atol=TOL)
+        np.testing.assert_allclose(got[clip], aasist_reference.logits[name][clip], rtol=0, atol=TOL)
     # the reference is not trivially constant: the clips' logits spread over several units
-    spread = np.ptp([reference["logits"][name][c][1] for c in clips])
+    spread = np.ptp([aasist_reference.logits[name][c][1] for c in clips])
     assert spread > 1.0
 
 
 @pytest.mark.parametrize("name", list(CHECKPOINTS))
-def test_synthetic_inputs(name: str, shared_dir: Path, reference: dict[str, Any]) -> None:
-    for key, x in synthetic_inputs().items():
-        np.testing.assert_array_equal(x, reference["npz"][key])  # our recipe is the reference's
-    got = model_logits(name, shared_dir, reference)
-    for key in synthetic_inputs():
-        np.testing.assert_allclose(got[key], reference["logits"][name][key], rtol=0, atol=TOL)
+def test_synthetic_inputs(name: str, shared_dir: Path, aasist_reference: AasistReference) -> None:
+    for key, x in aasist_synthetic_inputs().items():
+        np.testing.assert_array_equal(x, aasist_reference.npz[key])  # our recipe is the reference's
+    got = model_logits(name, shared_dir, aasist_reference)
+    for key in aasist_synthetic_inputs():
+        np.testing.assert_allclose(got[key], aasist_reference.logits[name][key], rtol=0, atol=TOL)
 
 
-def test_batch_equals_single_items(shared_dir: Path, reference: dict[str, Any]) -> None:
-    batched = model_logits("aasist-l", shared_dir, reference)
+def test_batch_equals_single_items(shared_dir: Path, aasist_reference: AasistReference) -> None:
+    batched = model_logits("aasist-l", shared_dir, aasist_reference)
     model = _LOGITS_CACHE["aasist-l"][0]
-    for clip in list(reference["clips"])[:2]:
+    for clip in list(aasist_reference.clips)[:2]:
         with torch.inference_mode():
-            single = model(torch.from_numpy(reference["clips"][clip][None])).numpy()[0]
+            single = model(torch.from_numpy(aasist_reference.clips[clip][None])).numpy()[0]
         np.testing.assert_allclose(single, batched[clip], rtol=0, atol=1e-5)
 
 

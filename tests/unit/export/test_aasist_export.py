@@ -3,7 +3,6 @@ original implementation's logits (reference/ in ../shared/models) to 1e-4, at ba
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -12,79 +11,42 @@ import pytest
 from streamd.cli import main
 from streamd.model.session import Detector
 
-CHECKPOINTS = {
-    "aasist-l": ("aasist/AASIST-L.pth", None),
-    "aasist": ("aasist/AASIST.pth", "aasist/AASIST.conf"),
-    "aasist-asvspoof5": (
-        "aasist-asvspoof5/AASIST-asvspoof5.pth",
-        "aasist-asvspoof5/AASIST_ASVspoof5.conf",
-    ),
-}
-
-
-@pytest.fixture(scope="module")
-def reference(shared_dir: Path) -> tuple[dict[str, np.ndarray], dict[tuple[str, str], np.ndarray]]:
-    ref = shared_dir / "models" / "reference"
-    z = np.load(ref / "aasist_reference_inputs.npz")
-    inputs = {str(n): x for n, x in zip(z["names"], z["x"], strict=True)}
-    inputs["synthetic:zeros"] = np.zeros(64600, np.float32)
-    inputs["synthetic:sine440"] = (0.5 * np.sin(2 * np.pi * 440 * np.arange(64600) / 16000)).astype(
-        np.float32
-    )
-    with open(ref / "aasist_reference_logits.csv", newline="") as f:
-        logits = {
-            (r["model"], r["clip"]): np.array([float(r["logit0"]), float(r["logit1"])])
-            for r in csv.DictReader(f)
-        }
-    return inputs, logits
+from tests.helpers.families import AASIST_CHECKPOINTS, AasistReference, export_args
 
 
 @pytest.fixture(scope="module")
 def exported(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     models = tmp_path_factory.mktemp("aasist-models")
-    for name, (pth, conf) in CHECKPOINTS.items():
-        args = [
-            "models",
-            "export",
-            "--family",
-            "aasist",
-            "--from",
-            str(shared_dir / "models" / pth),
-            "--name",
-            name,
-            "--models-dir",
-            str(models),
-        ]
-        if conf:
-            args += ["--config", str(shared_dir / "models" / conf)]
+    for name, (pth, conf) in AASIST_CHECKPOINTS.items():
+        config = ["--config", str(shared_dir / "models" / conf)] if conf else []
+        args = export_args(shared_dir / "models" / pth, models, name, "--family", "aasist", *config)
         assert main(args) == 0
     return models
 
 
-@pytest.mark.parametrize("name", list(CHECKPOINTS))
+@pytest.mark.parametrize("name", list(AASIST_CHECKPOINTS))
 @pytest.mark.slow
 def test_onnx_reproduces_reference_logits(
-    name: str, exported: Path, reference: tuple[dict, dict]
+    name: str, exported: Path, aasist_reference: AasistReference
 ) -> None:
-    inputs, logits = reference
+    inputs, logits = aasist_reference.inputs, aasist_reference.logits[name]
     det = Detector.load(exported / f"{name}.yaml", ["cpu"])
-    clips = [c for (m, c) in logits if m == name]
+    clips = list(logits)
     assert len(clips) >= 40
     batch = np.stack([inputs[c] for c in clips])
     got = np.concatenate(
         [det.infer(batch[i : i + 8]) for i in range(0, len(batch), 8)]
     )  # batch of 8
-    want = np.stack([logits[(name, c)] for c in clips])
+    want = np.stack([logits[c] for c in clips])
     assert np.abs(got - want).max() < 1e-4
     assert det.manifest.labels == ["spoof", "bonafide"] and det.manifest.fake_index == 0
 
 
 def test_windows_from_2_5_to_4_04_s_are_tiled_like_the_original(
-    exported: Path, reference: tuple[dict, dict]
+    exported: Path, aasist_reference: AasistReference
 ) -> None:
-    inputs, _ = reference
     det = Detector.load(exported / "aasist-l.yaml", ["cpu"])
-    x = inputs["synthetic:sine440"]
+    x = aasist_reference.inputs["synthetic:sine440"]
     for seconds in (2.5, 3.17, 4.0, 4.0375):
         n = int(seconds * 16000)
         window = x[:n] * np.hanning(n).astype(np.float32)

@@ -14,10 +14,12 @@ from streamd.cli import main  # noqa: E402
 
 from tests.helpers.families import (  # noqa: E402
     SR,
+    Reference,
     assert_detector_matches,
     assert_score_matches,
+    export_args,
     export_cli,
-    softmax_p,
+    extractor_card_reference,
     speech_windows,
 )
 
@@ -49,19 +51,11 @@ def save_tiny_ast(
     return folder
 
 
-def card_p_fake(folder: Path, fake: int = 0):  # type: ignore[no-untyped-def]
-    """The card's code: its feature extractor, then the model."""
+def card_p_fake(folder: Path, fake: int = 0) -> Reference:
+    """The card's code: ASTFeatureExtractor, then ASTForAudioClassification, softmax."""
     from transformers import ASTFeatureExtractor, ASTForAudioClassification
 
-    fe = ASTFeatureExtractor.from_pretrained(folder)
-    model = ASTForAudioClassification.from_pretrained(folder).eval()
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        feats = fe(list(batch), sampling_rate=SR, return_tensors="pt")
-        with torch.inference_mode():
-            return softmax_p(model(**feats).logits.numpy(), fake)
-
-    return run
+    return extractor_card_reference(folder, ASTFeatureExtractor, ASTForAudioClassification, fake)
 
 
 @pytest.fixture(scope="module")
@@ -127,17 +121,7 @@ def test_unnamed_labels_need_fake_index(
     ckpt = save_tiny_ast(
         tmp_path / "ckpt", {0: "LABEL_0", 1: "LABEL_1"}, seed=1, mean=-3.0, std=4.0
     )
-    args = [
-        "models",
-        "export",
-        "--from",
-        str(ckpt),
-        "--name",
-        "a",
-        "--models-dir",
-        str(tmp_path / "m"),
-    ]
-    assert main(args) == 2
+    assert main(export_args(ckpt, tmp_path / "m", "a")) == 2
     assert "--fake-index" in capsys.readouterr().err
     manifest = export_cli(ckpt, tmp_path / "m", "a", "--fake-index", "0")
     windows = speech_windows(speech_16k, [48000, 48000])

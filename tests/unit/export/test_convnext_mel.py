@@ -20,8 +20,9 @@ from tests.helpers.families import (  # noqa: E402
     SR,
     assert_detector_matches,
     assert_score_matches,
+    card_reference,
+    export_args,
     export_cli,
-    softmax_p,
     speech_windows,
 )
 
@@ -111,14 +112,9 @@ def card_p_fake(folder: Path, fake: int = 1):  # type: ignore[no-untyped-def]
     from transformers import ConvNextForImageClassification
 
     model = ConvNextForImageClassification.from_pretrained(folder).eval()
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return softmax_p(
-                model(pixel_values=torch.from_numpy(card_pixels(batch))).logits.numpy(), fake
-            )
-
-    return run
+    return card_reference(
+        lambda batch: model(pixel_values=torch.from_numpy(card_pixels(batch))).logits, fake
+    )
 
 
 @pytest.fixture(scope="module")
@@ -182,16 +178,7 @@ def test_recipe_overrides_from_config(
 
     ckpt = save_tiny_convnext(tmp_path / "ckpt", {0: "real", 1: "fake"}, seed=2)
     (tmp_path / "bad.json").write_text(json.dumps({"nmels": 64}))
-    args = [
-        "models",
-        "export",
-        "--from",
-        str(ckpt),
-        "--name",
-        "c",
-        "--models-dir",
-        str(tmp_path / "m"),
-    ]
+    args = export_args(ckpt, tmp_path / "m", "c")
     assert main([*args, "--config", str(tmp_path / "bad.json")]) == 2
     assert "nmels" in capsys.readouterr().err
     (tmp_path / "r.json").write_text(json.dumps({"crop_pct": 1.0}))
@@ -200,15 +187,9 @@ def test_recipe_overrides_from_config(
     from transformers import ConvNextForImageClassification
 
     model = ConvNextForImageClassification.from_pretrained(ckpt).eval()
-
-    def no_crop(batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return softmax_p(
-                model(
-                    pixel_values=torch.from_numpy(card_pixels(batch, crop_pct=1.0))
-                ).logits.numpy(),
-                1,
-            )
+    no_crop = card_reference(
+        lambda batch: model(pixel_values=torch.from_numpy(card_pixels(batch, 1.0))).logits, 1
+    )
 
     windows = speech_windows(speech_16k, [2 * SR, 2 * SR])
     assert_detector_matches(manifest, no_crop, windows)

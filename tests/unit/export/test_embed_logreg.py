@@ -18,10 +18,11 @@ from tests.helpers.families import (  # noqa: E402
     SR,
     assert_detector_matches,
     assert_score_matches,
+    export_args,
     export_cli,
     speech_windows,
-    tiny_w2v2_config,
 )
+from tests.helpers.tinymodels import tiny_w2v2_config  # noqa: E402
 
 
 def save_backbone(folder: Path, seed: int = 0) -> Path:
@@ -152,31 +153,11 @@ def test_integer_classes_need_fake_classes(
     scaler, clf = fit(backbone, speech_16k, [0, 1], seed=2)
     (tmp_path / "card" / "scaler.pkl").write_bytes(pickle.dumps(scaler))
     (tmp_path / "card" / "classifier.pkl").write_bytes(pickle.dumps(clf))
-    args = [
-        "models",
-        "export",
-        "--family",
-        "w2v2-embed-logreg",
-        "--from",
-        str(tmp_path / "card"),
-        "--name",
-        "i",
-        "--models-dir",
-        str(tmp_path / "m"),
-        "--trust-pickle",
-    ]
-    assert main(args) == 2
+    family = ("--family", "w2v2-embed-logreg", "--trust-pickle")
+    assert main(export_args(tmp_path / "card", tmp_path / "m", "i", *family)) == 2
     assert "--fake-classes" in capsys.readouterr().err
-    manifest = export_cli(
-        tmp_path / "card",
-        tmp_path / "m",
-        "i",
-        "--family",
-        "w2v2-embed-logreg",
-        "--trust-pickle",
-        "--fake-classes",
-        "0",
-    )  # fake is classes_[0]: the logit flips
+    # fake is classes_[0]: the logit flips
+    manifest = export_cli(tmp_path / "card", tmp_path / "m", "i", *family, "--fake-classes", "0")
     windows = speech_windows(speech_16k, [48000, 48000])
     assert_detector_matches(manifest, card_p_fake(backbone, scaler, clf, [0]), windows)
 
@@ -197,20 +178,7 @@ def test_pickles_are_never_loaded_without_trust(
     save_backbone(tmp_path / "card")
     marker = tmp_path / "unpickled"
     (tmp_path / "card" / "classifier.pkl").write_bytes(pickle.dumps(Tripwire(marker)))
-    rc = main(
-        [
-            "models",
-            "export",
-            "--family",
-            "w2v2-embed-logreg",
-            "--from",
-            str(tmp_path / "card"),
-            "--name",
-            "x",
-            "--models-dir",
-            str(tmp_path / "m"),
-        ]
-    )
+    rc = main(export_args(tmp_path / "card", tmp_path / "m", "x", "--family", "w2v2-embed-logreg"))
     err = capsys.readouterr().err
     assert rc == 2 and "--trust-pickle" in err and "runs any code" in err
     assert not marker.exists()

@@ -14,13 +14,15 @@ from streamd.cli import main  # noqa: E402
 
 from tests.helpers.families import (  # noqa: E402
     SR,
+    Reference,
     assert_detector_matches,
     assert_score_matches,
+    card_reference,
+    export_args,
     export_cli,
-    softmax_p,
     speech_windows,
-    tiny_w2v2_config,
 )
+from tests.helpers.tinymodels import tiny_w2v2_config  # noqa: E402
 
 
 def card_model(
@@ -48,12 +50,8 @@ def card_model(
     return model, cfg
 
 
-def card_p_fake(model):  # type: ignore[no-untyped-def]
-    def run(batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return softmax_p(model(torch.from_numpy(batch)).numpy(), 1)
-
-    return run
+def card_p_fake(model: torch.nn.Module) -> Reference:
+    return card_reference(lambda batch: model(torch.from_numpy(batch)), 1)
 
 
 @pytest.fixture(scope="module")
@@ -128,18 +126,7 @@ def test_other_prefixes_wrappers_and_old_weight_norm(
 def test_config_json_overrides_the_guess(tmp_path: Path) -> None:
     model, cfg = card_model(hidden_size=32, num_attention_heads=2)  # 32 is not a multiple of 64
     torch.save(model.state_dict(), tmp_path / "m.pt")
-    args = [
-        "models",
-        "export",
-        "--family",
-        "wav2vec2-meanpool",
-        "--from",
-        str(tmp_path / "m.pt"),
-        "--name",
-        "x",
-        "--models-dir",
-        str(tmp_path / "models"),
-    ]
+    args = export_args(tmp_path / "m.pt", tmp_path / "models", "x", "--family", "wav2vec2-meanpool")
     assert main(args) == 2  # heads cannot be guessed: a usage error that says --config
     cfg.to_json_file(tmp_path / "config.json")
     assert main([*args, "--config", str(tmp_path / "config.json")]) == 0
@@ -151,18 +138,7 @@ def test_unknown_keys_fail_clearly(tmp_path: Path, capsys: pytest.CaptureFixture
     sd["attention_pool.query"] = torch.zeros(64)
     torch.save(sd, tmp_path / "m.pt")
     rc = main(
-        [
-            "models",
-            "export",
-            "--family",
-            "wav2vec2-meanpool",
-            "--from",
-            str(tmp_path / "m.pt"),
-            "--name",
-            "x",
-            "--models-dir",
-            str(tmp_path / "models"),
-        ]
+        export_args(tmp_path / "m.pt", tmp_path / "models", "x", "--family", "wav2vec2-meanpool")
     )
     err = capsys.readouterr().err
     assert rc == 2 and "attention_pool.query" in err and "Traceback" not in err

@@ -13,31 +13,25 @@ pytest.importorskip("transformers")
 from streamd.cli import main  # noqa: E402
 
 from tests.helpers.families import (  # noqa: E402
-    SR,
+    Reference,
     assert_detector_matches,
     assert_score_matches,
     detector,
+    export_args,
     export_cli,
-    softmax_p,
+    extractor_card_reference,
     speech_windows,
 )
 from tests.helpers.tinymodels import save_tiny_wav2vec2  # noqa: E402
 
 
-def card_p_fake(folder: Path, fake: int = 1):  # type: ignore[no-untyped-def]
-    """The card's code: Wav2Vec2FeatureExtractor, then the classifier, softmax."""
+def card_p_fake(folder: Path, fake: int = 1) -> Reference:
+    """The card's code: Wav2Vec2FeatureExtractor, then Wav2Vec2ForSequenceClassification, softmax."""
     from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
 
-    fe = Wav2Vec2FeatureExtractor.from_pretrained(folder)
-    model = Wav2Vec2ForSequenceClassification.from_pretrained(folder).eval()
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return softmax_p(
-                model(**fe(list(batch), sampling_rate=SR, return_tensors="pt")).logits.numpy(), fake
-            )
-
-    return run
+    return extractor_card_reference(
+        folder, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification, fake
+    )
 
 
 @pytest.fixture(scope="module")
@@ -91,16 +85,7 @@ def test_int8_and_fp16_make_working_models(
 
 def test_refuses_without_a_fake_label(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = save_tiny_wav2vec2(tmp_path / "ckpt", id2label={0: "bonafide", 1: "other"})
-    args = [
-        "models",
-        "export",
-        "--from",
-        str(folder),
-        "--name",
-        "x",
-        "--models-dir",
-        str(tmp_path / "m"),
-    ]
+    args = export_args(folder, tmp_path / "m", "x")
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "--fake-index" in err and len(err.strip().splitlines()) == 1
