@@ -36,7 +36,7 @@ class HeadWeights:
         arrays: dict[str, np.ndarray] = {"mean": self.mean, "scale": self.scale}
         for i, (w, b) in enumerate(self.layers):
             arrays[f"w{i}"], arrays[f"b{i}"] = w, b
-        np.savez(path, **arrays)
+        np.savez(path, allow_pickle=False, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> HeadWeights:
@@ -51,10 +51,13 @@ class HeadWeights:
             x = x @ w.T + b
             if i < len(self.layers) - 1:
                 x = np.maximum(x, 0.0)
-        return x[:, 0]
+        return np.asarray(x[:, 0])
 
 
 class Head(nn.Module):
+    mean: Tensor  # buffers, declared for the type checker
+    scale: Tensor
+
     def __init__(self, weights: HeadWeights) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(weights.mean, dtype=torch.float32))
