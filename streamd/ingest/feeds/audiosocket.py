@@ -5,9 +5,10 @@ carry the audio (8 kHz, or the higher rates the frame kind says), and a hangup o
 or the socket closing, ends the stream. The framing lives in ``streamd.protocols.feeds.audiosocket``.
 
 AudioSocket has no authentication, so the listener binds 127.0.0.1 by default and should only
-ever be reachable from the Asterisk box. A connection that sends nothing for ``idle_timeout_s``
-is dropped (Asterisk sends a frame every 20 ms while the channel is up), so a peer that vanished
-without a FIN cannot hold one of ``max_connections`` slots.
+ever be reachable from the Asterisk box. A connection that completes no frame for
+``idle_timeout_s`` is dropped (Asterisk sends a frame every 20 ms while the channel is up), so
+neither a peer that vanished without a FIN nor one that trickles a byte at a time can hold one
+of ``max_connections`` slots.
 """
 
 from __future__ import annotations
@@ -97,12 +98,21 @@ class AudioSocketSource(FeedSource):
         self, reader: asyncio.StreamReader, session: AudioSocketSession, conn: FeedConnection
     ) -> bool:
         """Bytes into the session until it ends or the socket does; True on a clean close (FIN)."""
-        timeout = self.idle_timeout_s or None
+        loop = asyncio.get_running_loop()
+        frames, progress_at = session.frames, loop.time()
         while True:
+            if session.frames != frames:
+                frames, progress_at = session.frames, loop.time()
+            timeout = (
+                progress_at + self.idle_timeout_s - loop.time() if self.idle_timeout_s else None
+            )
             try:
+                if timeout is not None and timeout <= 0:
+                    raise asyncio.TimeoutError
                 data = await asyncio.wait_for(reader.read(READ_BYTES), timeout)
             except asyncio.TimeoutError:
-                self.warn("%r: nothing received for %.1f s: dropped", conn, self.idle_timeout_s)
+                self.counters.idle_dropped += 1
+                self.warn("%r: no complete frame for %.1f s: dropped", conn, self.idle_timeout_s)
                 return False
             except OSError:  # connection reset
                 return False

@@ -91,6 +91,7 @@ class FeedCounters:
     gap_s: float = 0.0
     gaps_capped: int = 0
     frames_lost: int = 0
+    idle_dropped: int = 0  # connections that completed no frame or message in time
     notices: Counter[str] = field(default_factory=Counter)
 
 

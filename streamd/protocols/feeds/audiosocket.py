@@ -144,12 +144,14 @@ class AudioSocketSession(FeedSession):
         self.uuid: str | None = None
         self.sample_rate: int | None = None
         self.samples = 0
+        self.frames = 0  # complete frames parsed: the adapter's idle timer watches this
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> list[FeedEvent]:
         return self._run(self._on_data, data)
 
     def _on_data(self, data: bytes | bytearray | memoryview) -> None:
         for frame in self.framer.feed(data):
+            self.frames += 1
             self._on_frame(frame)
             if self.finished:
                 return

@@ -134,7 +134,7 @@ async def test_drops_errors_and_limits_leave_other_calls_flowing(
         "unknown frame kind 0x42",
         "announces 4096 bytes, over 2048",
         f"max_connections ({len(names)}) reached",
-        "nothing received for 1.0 s",
+        "no complete frame for 1.0 s",
     ):
         assert text in caplog.text, text
     assert status["refused"] == 1 and status["fatal"] == 3 and status["abrupt"] == 1
@@ -197,3 +197,36 @@ async def test_garbage_from_many_peers_leaves_no_stream_open(
         writer.close()
     assert started == 24 and feed_source.counters.accepted == 25
     assert of(events.events, "stream.ended")[-1]["summary"]["reason"] == "hangup"
+
+
+async def test_a_trickle_that_never_completes_a_frame_is_dropped(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """One byte every 0.2 s keeps the socket busy but never completes a frame: dropped after
+    idle_timeout_s, while a frame-sending peer on the same listener is not."""
+    feed = {"port": 0, "idle_timeout_s": 1.0}
+    async with feed_daemon(tiny_model_dir, tmp_path, audiosocket=feed) as (daemon, _):
+        reader, writer = await dial(daemon)
+        frame = build_frame(Kind.UUID, uuid.uuid4().bytes)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        closed_at = None
+        for i in range(40):  # bounded: at most 8 s
+            try:
+                writer.write(
+                    frame[i % len(frame) : i % len(frame) + 1] if i < len(frame) else b"\x10"
+                )
+                await writer.drain()
+            except ConnectionError:
+                closed_at = loop.time() - t0
+                break
+            try:
+                if not await asyncio.wait_for(reader.read(1), 0.2):
+                    closed_at = loop.time() - t0
+                    break
+            except asyncio.TimeoutError:
+                pass
+        writer.close()
+        status = source(daemon, "audiosocket").status()
+    assert closed_at is not None and closed_at < 4.0, closed_at
+    assert status["idle_dropped"] == 1
