@@ -150,6 +150,9 @@ class WebRtcConfig(_Section):
     host: str = "127.0.0.1"
     ice_servers: list[str] = []
     max_peers: int = Field(20, ge=1)
+    max_peers_per_address: int = Field(
+        4, ge=1, description="concurrent peers (and offers being answered) from one address"
+    )
 
 
 class MicConfig(_Section):

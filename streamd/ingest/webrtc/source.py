@@ -17,6 +17,7 @@ import logging
 import re
 import time
 import uuid
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -248,6 +249,7 @@ class WebRtcSource(Source):
         ice_servers: list[str] | None = None,
         max_peers: int = 20,
         tokens: list[str] | None = None,
+        max_peers_per_address: int = 4,
     ) -> None:
         if host not in ("", "0.0.0.0", "::"):
             try:
@@ -260,6 +262,8 @@ class WebRtcSource(Source):
         self.host = host
         self.ice_servers = parse_ice_servers(list(ice_servers or []))
         self.max_peers = max_peers
+        self.max_per_address = max_peers_per_address
+        self.pending_from: Counter[str] = Counter()  # offers being answered, by address
         self.tokens = list(tokens or [])
         self.peers: dict[str, Peer] = {}
         self.pending = 0  # offers being answered: they count against max_peers too
@@ -270,7 +274,9 @@ class WebRtcSource(Source):
     @classmethod
     def from_config(cls, config: Config) -> WebRtcSource:
         w = config.sources.webrtc
-        return cls(w.host, w.ice_servers, w.max_peers, config.server.tokens)
+        return cls(
+            w.host, w.ice_servers, w.max_peers, config.server.tokens, w.max_peers_per_address
+        )
 
     def setup_http(self, app: web.Application) -> None:
         app.router.add_post(OFFER_PATH, self.handle_offer)
@@ -300,13 +306,30 @@ class WebRtcSource(Source):
                 f"sources.max_streams ({hub.config.sources.max_streams}) reached",
                 request,
             )
+        addr = request.remote or ""
+        if self.from_address(addr) >= self.max_per_address:
+            self.refused += 1  # one client must not take every slot from the others
+            raise _error(
+                web.HTTPTooManyRequests,
+                f"sources.webrtc.max_peers_per_address ({self.max_per_address}) reached",
+                request,
+            )
         self.pending += 1
+        self.pending_from[addr] += 1
         try:
             sdp, labels = await _read_offer(request)
             self.offers += 1
             return await self._answer(request, sdp, labels)
         finally:
             self.pending -= 1
+            self.pending_from[addr] -= 1
+            if not self.pending_from[addr]:
+                del self.pending_from[addr]
+
+    def from_address(self, addr: str) -> int:
+        """Peers and offers in progress from one address."""
+        peers = sum(1 for p in self.peers.values() if p.info.labels.get("remote_addr") == addr)
+        return peers + self.pending_from[addr]
 
     async def _answer(self, request: web.Request, sdp: str, labels: dict[str, str]) -> web.Response:
         call_id = uuid.uuid4().hex
