@@ -17,6 +17,7 @@ from streamd.errors import StreamdError
 from streamd.events.bus import EventBus, JsonLinesSink
 from streamd.events.nats_sink import NatsOutbox, node_name
 from streamd.events.store import EventStore, open_store
+from streamd.http.view import HttpView, ModelFacts
 from streamd.ingest.base import Source
 from streamd.ingest.files import FileSource
 from streamd.model.manifest import resolve_manifest
@@ -146,7 +147,7 @@ class Daemon:
         if cfg.server.enabled:
             from streamd.http.app import start_server
 
-            self.server = await start_server(self)
+            self.server = await start_server(self.http_view())
         for source in self.sources:
             await source.start(self.hub)
         if self.store is not None:
@@ -160,6 +161,24 @@ class Daemon:
             [s.name for s in self.sources],
         )
         self.ready_event.set()
+
+    def http_view(self) -> HttpView:
+        """What the HTTP server may read: the parts it needs, never the daemon itself."""
+        det, bus, hub, scorer = self.detector, self.bus, self.hub, self.scorer
+        if det is None or bus is None or hub is None or scorer is None:
+            raise RuntimeError("the HTTP view needs the model, bus, hub and scorer started")
+        return HttpView(
+            server=self.config.server,
+            state=self,
+            bus=bus,
+            store=self.store,
+            hub=hub,
+            scorer=scorer,
+            model=ModelFacts(det.name, det.manifest.sha256 or "", det.provider),
+            sources=self.sources,
+            outbox=self.outbox,
+            model_unavailable=getattr(det, "unavailable", None),  # the Triton tier's, if remote
+        )
 
     def describe(self) -> dict[str, Any]:
         det = self.detector

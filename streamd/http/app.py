@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -14,9 +13,7 @@ from streamd.http.events_ws import EventsEndpoint
 from streamd.http.guard import ConnectionGuard, GuardedRunner
 from streamd.http.health import setup_health
 from streamd.http.metrics import DaemonMetrics, setup_metrics
-
-if TYPE_CHECKING:
-    from streamd.app.daemon import Daemon
+from streamd.http.view import HttpView
 
 log = logging.getLogger("streamd.http")
 
@@ -50,22 +47,18 @@ class ServerHandle:
         log.info("server on %s stopped", self.url)
 
 
-def build_app(daemon: Daemon) -> tuple[web.Application, EventsEndpoint, DaemonMetrics]:
-    if daemon.bus is None:
-        raise RuntimeError("the server needs the daemon's event bus")
-    cfg = daemon.config.server
+def build_app(view: HttpView) -> tuple[web.Application, EventsEndpoint, DaemonMetrics]:
+    cfg = view.server
     guard = ConnectionGuard(cfg.max_connections, cfg.header_timeout_s)
     app = web.Application(client_max_size=1024 * 1024, middlewares=[guard.middleware])
     app[GUARD] = guard
-    events = EventsEndpoint(
-        daemon.bus, daemon.store, cfg.tokens, cfg.client_queue, cfg.allowed_origins
-    )
+    events = EventsEndpoint(view.bus, view.store, cfg.tokens, cfg.client_queue, cfg.allowed_origins)
     app.router.add_get("/v1/events", events.handle)
-    metrics = DaemonMetrics(daemon, events)
+    metrics = DaemonMetrics(view, events)
     setup_metrics(app, metrics, cfg.tokens)
-    setup_health(app, daemon)
-    setup_dashboard(app, daemon)  # GET /, static files, /v1/dashboard/info (issue 7)
-    for source in daemon.sources:
+    setup_health(app, view)
+    setup_dashboard(app, view)  # GET /, static files, /v1/dashboard/info (issue 7)
+    for source in view.sources:
         source.setup_http(app)
     return app, events, metrics
 
@@ -77,16 +70,16 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-async def start_server(daemon: Daemon) -> ServerHandle:
+async def start_server(view: HttpView) -> ServerHandle:
     """Bind ``server.host:server.port`` (0 picks a free port) and log the address it got."""
-    cfg = daemon.config.server
+    cfg = view.server
     if not cfg.tokens and not _is_loopback(cfg.host):
         log.warning(
             "server.host is %s and server.tokens is empty: anyone who can reach it can read "
             "every event and /metrics; set server.tokens",
             cfg.host,
         )
-    app, events, metrics = build_app(daemon)
+    app, events, metrics = build_app(view)
     runner = GuardedRunner(app, app[GUARD], handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, cfg.host, cfg.port, shutdown_timeout=CLIENT_FLUSH_S)

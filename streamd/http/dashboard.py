@@ -10,16 +10,14 @@ for, then fills in their timelines from the replay and live events.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from streamd import __version__
 from streamd.http.alerts import AlertIndex, setup_alerts
 from streamd.http.auth import require_token
-
-if TYPE_CHECKING:
-    from streamd.app.daemon import Daemon
+from streamd.http.view import HttpView, HubView
 
 STATIC = Path(__file__).resolve().parent / "static"
 INFO_PATH = "/v1/dashboard/info"
@@ -27,11 +25,8 @@ NO_CACHE = {"Cache-Control": "no-cache"}  # a daemon upgrade must not leave an o
 REPLAY_EVENTS = 5000  # how far back the page replays on first load for timelines and history
 
 
-def open_streams(daemon: Daemon, alerts: AlertIndex | None) -> list[dict[str, Any]]:
+def open_streams(hub: HubView, alerts: AlertIndex | None) -> list[dict[str, Any]]:
     """Where every open stream stands now, for the page's first paint."""
-    hub = daemon.hub
-    if hub is None:
-        return []
     out = []
     for stream in list(hub.streams.values()):
         sid = stream.info.stream_id
@@ -51,7 +46,7 @@ def open_streams(daemon: Daemon, alerts: AlertIndex | None) -> list[dict[str, An
     return out
 
 
-def dashboard_info(daemon: Daemon | None, alerts: AlertIndex | None = None) -> dict[str, Any]:
+def dashboard_info(view: HttpView | None, alerts: AlertIndex | None = None) -> dict[str, Any]:
     info: dict[str, Any] = {
         "version": __version__,
         "thresholds": None,
@@ -62,19 +57,15 @@ def dashboard_info(daemon: Daemon | None, alerts: AlertIndex | None = None) -> d
         "replay_events": REPLAY_EVENTS,
         "streams": [],
     }
-    if daemon is None:
+    if view is None:
         return info
-    info["streams"] = open_streams(daemon, alerts)
-    hub = daemon.hub
-    if hub is not None:
-        raise_, clear = hub.thresholds
-        info["thresholds"] = {"raise": raise_, "clear": clear}
-        info["model"] = hub.model_json
-    if daemon.detector is not None:
-        info["provider"] = daemon.detector.provider
-    if daemon.bus is not None:
-        info["last_event_id"] = daemon.bus.last_id
-    for source in daemon.sources:
+    info["streams"] = open_streams(view.hub, alerts)
+    raise_, clear = view.hub.thresholds
+    info["thresholds"] = {"raise": raise_, "clear": clear}
+    info["model"] = view.hub.model_json
+    info["provider"] = view.model.provider
+    info["last_event_id"] = view.bus.last_id
+    for source in view.sources:
         if source.name == "webrtc":
             status = source.status()
             # the browser can use STUN URLs; TURN needs credentials the page does not hold
@@ -89,13 +80,9 @@ def dashboard_info(daemon: Daemon | None, alerts: AlertIndex | None = None) -> d
     return info
 
 
-def setup_dashboard(app: web.Application, daemon: Daemon | None = None) -> None:
-    tokens = list(daemon.config.server.tokens) if daemon is not None else []
-    alerts = (
-        setup_alerts(app, daemon.bus, daemon.store, tokens)
-        if daemon is not None and daemon.bus is not None
-        else None
-    )
+def setup_dashboard(app: web.Application, view: HttpView | None = None) -> None:
+    tokens = list(view.server.tokens) if view is not None else []
+    alerts = setup_alerts(app, view.bus, view.store, tokens) if view is not None else None
 
     async def index(request: web.Request) -> web.FileResponse:
         # The page itself is not secret; it asks for the token (from ?token=) on every API call.
@@ -103,7 +90,7 @@ def setup_dashboard(app: web.Application, daemon: Daemon | None = None) -> None:
 
     async def info(request: web.Request) -> web.Response:
         require_token(request, tokens)
-        return web.json_response(dashboard_info(daemon, alerts), headers=NO_CACHE)
+        return web.json_response(dashboard_info(view, alerts), headers=NO_CACHE)
 
     app.router.add_get("/", index)
     app.router.add_get(INFO_PATH, info)

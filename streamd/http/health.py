@@ -9,46 +9,44 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from streamd import __version__
-
-if TYPE_CHECKING:
-    from streamd.app.daemon import Daemon
+from streamd.http.view import HttpView
 
 STARTED = time.monotonic()
 
 
-def readiness(daemon: Daemon) -> tuple[bool, dict[str, Any]]:
-    info = daemon.describe()
+def readiness(view: HttpView) -> tuple[bool, dict[str, Any]]:
+    """Ready, and the daemon's description with the reasons it is not (the model is loaded and
+    the hub exists before the server starts, so those are never among them)."""
+    state = view.state
+    info = state.describe()
     sources = info.get("sources") or []
     reasons = []
-    if daemon.detector is None:
-        reasons.append("model not loaded")
-    if not daemon.ready:
-        reasons.append("starting" if daemon.detector is None or daemon.hub is None else "not ready")
-    if daemon.stopping or (daemon.hub is not None and not daemon.hub.accepting):
+    if not state.ready:
+        reasons.append("not ready")
+    if state.stopping or not view.hub.accepting:
         reasons.append("shutting down")
     down = [s.get("name") for s in sources if not s.get("up", False)]
     if down:
         reasons.append(f"sources down: {down}")
-    unavailable = getattr(daemon.detector, "unavailable", None)  # the Triton tier (model/remote.py)
-    if callable(unavailable) and (why := unavailable()):
-        reasons.append(why)
+    if view.model_unavailable is not None and (why := view.model_unavailable()):
+        reasons.append(why)  # the Triton tier (model/remote.py) is down
     ok = not reasons
-    info.update(ready=ok, reasons=reasons, last_event_id=daemon.bus.last_id if daemon.bus else None)
-    scorer_status = getattr(daemon.scorer, "status", None)
+    info.update(ready=ok, reasons=reasons, last_event_id=view.bus.last_id)
+    scorer_status = getattr(view.scorer, "status", None)  # a scorer in front of a Triton tier
     if callable(scorer_status):
         info["inference"] = scorer_status()
-    if daemon.outbox is not None:
+    if view.outbox is not None:
         # Shown, never a reason: calls keep flowing while NATS is down; events wait in the outbox.
-        info["sinks"] = {"nats": daemon.outbox.status()}
+        info["sinks"] = {"nats": view.outbox.status()}
     return ok, info
 
 
-def setup_health(app: web.Application, daemon: Daemon) -> None:
+def setup_health(app: web.Application, view: HttpView) -> None:
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response(
             {
@@ -60,7 +58,7 @@ def setup_health(app: web.Application, daemon: Daemon) -> None:
         )
 
     async def readyz(request: web.Request) -> web.Response:
-        ok, body = readiness(daemon)
+        ok, body = readiness(view)
         return web.json_response(body, status=200 if ok else 503)
 
     app.router.add_get("/healthz", healthz)

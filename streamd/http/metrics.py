@@ -24,10 +24,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from streamd.events.schema import EVENT_TYPES
 from streamd.http.auth import require_token
+from streamd.http.view import HttpView
 from streamd.pipeline.hub import HubObserver
 
 if TYPE_CHECKING:
-    from streamd.app.daemon import Daemon
     from streamd.http.events_ws import EventsEndpoint
     from streamd.pipeline.scorer import Score
     from streamd.pipeline.stream import StreamPipeline
@@ -58,7 +58,7 @@ class MetricsObserver(HubObserver):
 
 
 class _LiveCollector:
-    """Figures read from the daemon at scrape time."""
+    """Figures read from the daemon's view at scrape time."""
 
     def __init__(self, metrics: DaemonMetrics) -> None:
         self.m = metrics
@@ -67,15 +67,14 @@ class _LiveCollector:
         return []
 
     def collect(self) -> Iterator[Metric]:
-        d, ep = self.m.daemon, self.m.endpoint
-        hub = d.hub
-        open_streams = list(hub.streams.values()) if hub is not None else []
+        v, ep = self.m.view, self.m.endpoint
+        open_streams = list(v.hub.streams.values())
         yield _gauge("streamd_streams_open", "Streams (call legs) open now", len(open_streams))
-        yield _gauge("streamd_ready", "1 when the daemon takes and scores streams", int(d.ready))
         yield _gauge(
-            "streamd_scorer_queue_windows",
-            "Windows waiting for the scorer",
-            d.scorer.pending if d.scorer else 0,
+            "streamd_ready", "1 when the daemon takes and scores streams", int(v.state.ready)
+        )
+        yield _gauge(
+            "streamd_scorer_queue_windows", "Windows waiting for the scorer", v.scorer.pending
         )
         lost = self.m.closed_frames_lost + sum(s.frames_lost for s in open_streams)
         yield _counter(
@@ -94,40 +93,38 @@ class _LiveCollector:
             "Counters each source keeps (junk, refusals, gaps...)",
             labels=["source", "name"],
         )
-        for source in d.sources:
+        for source in v.sources:
             for name, value in source.metric_counters().items():
                 per_source.add_metric([source.name, name], value)
         yield per_source
-        if d.outbox is not None:
-            yield from _outbox_metrics(d.outbox.status())
-        dropped = getattr(d.scorer, "dropped", None)  # a scorer in front of a Triton tier
+        if v.outbox is not None:
+            yield from _outbox_metrics(v.outbox.status())
+        dropped = getattr(v.scorer, "dropped", None)  # a scorer in front of a Triton tier
         if dropped is not None:
             yield _counter(
                 "streamd_scorer_dropped",
                 "Windows dropped: inference tier down, queue full",
                 dropped,
             )
-        if d.bus is not None:
-            yield _gauge("streamd_last_event_id", "Id of the last event published", d.bus.last_id)
-            yield _counter(
-                "streamd_store_errors",
-                "Events that could not be written to the store (they still went out live)",
-                d.bus.store_errors + (d.store.write_errors if d.store is not None else 0),
-            )
-            yield _counter(
-                "streamd_events_sent_before_stored",
-                "Events sent live before the store committed them (the store stalled)",
-                d.bus.sent_before_stored,
-            )
-        if hub is not None:
-            cut = CounterMetricFamily(
-                "streamd_streams_cut",
-                "Streams ended by a limit (faster_than_real_time: sources.max_lead_s)",
-                labels=["source", "reason"],
-            )
-            for (src, why), n in sorted(hub.cut.items()):
-                cut.add_metric([src, why], n)
-            yield cut
+        yield _gauge("streamd_last_event_id", "Id of the last event published", v.bus.last_id)
+        yield _counter(
+            "streamd_store_errors",
+            "Events that could not be written to the store (they still went out live)",
+            v.bus.store_errors + (v.store.write_errors if v.store is not None else 0),
+        )
+        yield _counter(
+            "streamd_events_sent_before_stored",
+            "Events sent live before the store committed them (the store stalled)",
+            v.bus.sent_before_stored,
+        )
+        cut = CounterMetricFamily(
+            "streamd_streams_cut",
+            "Streams ended by a limit (faster_than_real_time: sources.max_lead_s)",
+            labels=["source", "reason"],
+        )
+        for (src, why), n in sorted(v.hub.cut.items()):
+            cut.add_metric([src, why], n)
+        yield cut
 
 
 def _outbox_metrics(status: dict[str, Any]) -> Iterator[Metric]:
@@ -156,8 +153,8 @@ def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
 
 
 class DaemonMetrics:
-    def __init__(self, daemon: Daemon, endpoint: EventsEndpoint | None = None) -> None:
-        self.daemon = daemon
+    def __init__(self, view: HttpView, endpoint: EventsEndpoint | None = None) -> None:
+        self.view = view
         self.endpoint = endpoint
         self.closed_frames_lost = 0
         r = self.registry = CollectorRegistry(auto_describe=False)
@@ -200,37 +197,31 @@ class DaemonMetrics:
             "Model in use and the execution provider onnxruntime really runs",
             registry=r,
         )
-        det = daemon.detector
-        if det is not None:
-            self.model.info(
-                {"name": det.name, "sha256": det.manifest.sha256 or "", "provider": det.provider}
-            )
+        model = view.model
+        self.model.info({"name": model.name, "sha256": model.sha256, "provider": model.provider})
         self.nats_publish = Histogram(
             "streamd_nats_publish_seconds",
             "Publish to JetStream ack, per event",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        r.register(_LiveCollector(self))  # type: ignore[arg-type]
+        r.register(_LiveCollector(self))
         self._attach()
 
     def _attach(self) -> None:
-        d = self.daemon
-        if d.hub is not None:
-            d.hub.observers.append(MetricsObserver(self))
-        if d.scorer is not None:
-            previous = d.scorer.on_batch
+        v = self.view
+        v.hub.observers.append(MetricsObserver(self))
+        previous = v.scorer.on_batch
 
-            def on_batch(size: int, seconds: float) -> None:
-                self.on_batch(size, seconds)
-                if previous is not None:
-                    previous(size, seconds)
+        def on_batch(size: int, seconds: float) -> None:
+            self.on_batch(size, seconds)
+            if previous is not None:
+                previous(size, seconds)
 
-            d.scorer.on_batch = on_batch
-        if d.bus is not None:
-            d.bus.add_sink(self.on_event)
-        if d.outbox is not None:
-            d.outbox.on_ack = self.nats_publish.observe
+        v.scorer.on_batch = on_batch
+        v.bus.add_sink(self.on_event)
+        if v.outbox is not None:
+            v.outbox.on_ack = self.nats_publish.observe
 
     def on_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)

@@ -1,20 +1,25 @@
 """The stream hub: where every source opens its streams. It owns nothing per source.
 
-Sources call ``open_stream`` for each call leg and ``close`` when it ends; the hub wires the
-stream to the shared scorer and the event bus, enforces ``sources.max_streams``, and refuses new
-streams once the daemon is shutting down.
+Sources call ``open_stream`` for each call leg and ``close`` when it ends; the hub is each
+stream's :class:`~streamd.pipeline.stream.StreamSink` (the shared scorer, the event bus and the
+observer hooks), enforces ``sources.max_streams``, and refuses new streams once the daemon is
+shutting down.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from streamd.errors import StreamdError
 from streamd.pipeline.audio import StreamInfo
 from streamd.pipeline.calibration import Calibration
-from streamd.pipeline.stream import StreamPipeline
+from streamd.pipeline.stream import StreamPipeline, StreamSettings
+from streamd.pipeline.windows import adaptive_hop
 
 if TYPE_CHECKING:
     from streamd.config import Config
@@ -114,6 +119,14 @@ class StreamHub:
         self.thresholds = alert_thresholds(config, threshold)
         self.model_json: dict[str, Any] = detector.describe()
         self.windows = fit_windows(config, detector)
+        self.settings = StreamSettings(
+            config.vad,
+            config.alerts,
+            self.windows,
+            self.thresholds,
+            adaptive_hop(config.windows, self.windows[0]),
+            config.sources.max_lead_s,
+        )
 
     def thresholds_for(self, info: StreamInfo) -> tuple[float, float]:
         """(raise, clear) of a stream: per source or label where ``streamd calibrate`` set them."""
@@ -135,7 +148,8 @@ class StreamHub:
             raise HubRefused(f"sources.max_streams ({self.config.sources.max_streams}) reached")
         if info.stream_id in self.streams:
             raise HubRefused(f"stream {info.stream_id} is already open")
-        stream = StreamPipeline(info, sample_rate, self, realtime)
+        settings = replace(self.settings, thresholds=self.thresholds_for(info))
+        stream = StreamPipeline(info, sample_rate, settings, self, realtime)
         self.streams[info.stream_id] = stream
         log.info(
             "stream %s opened (source=%s leg=%s rate=%d)",
@@ -144,33 +158,42 @@ class StreamHub:
             info.leg,
             sample_rate,
         )
-        self.bus.publish(
-            "stream.started", info.to_json(), sample_rate=sample_rate, model=self.model_json
-        )
+        self.publish("stream.started", info.to_json(), sample_rate=sample_rate)
         for o in self.observers:
             o.stream_opened(stream)
         return stream
 
-    def forget(self, stream: StreamPipeline) -> None:
+    # StreamSink: what each stream calls.
+
+    def submit(
+        self, samples: np.ndarray, stream: str | None = None, speech_end: int | None = None
+    ) -> asyncio.Future[Score]:
+        return self.scorer.submit(samples, stream, speech_end)
+
+    def publish(self, event_type: str, stream: dict[str, Any], **fields: Any) -> None:
+        """Every stream event names the model that scored it."""
+        self.bus.publish(event_type, stream, **fields, model=self.model_json)
+
+    def ended(self, stream: StreamPipeline) -> None:
         if self.streams.get(stream.info.stream_id) is stream:
             del self.streams[stream.info.stream_id]
             log.info("stream %s ended (%d windows)", stream.info.stream_id, stream.windows)
             for o in self.observers:
                 o.stream_closed(stream)
 
-    def on_window_queued(self, stream: StreamPipeline) -> None:
+    def window_queued(self, stream: StreamPipeline) -> None:
         for o in self.observers:
             o.window_queued(stream)
 
-    def on_window_scored(self, stream: StreamPipeline, score: Score) -> None:
+    def window_scored(self, stream: StreamPipeline, score: Score) -> None:
         for o in self.observers:
             o.window_scored(stream, score)
 
-    def on_cut(self, stream: StreamPipeline, reason: str) -> None:
+    def stream_cut(self, stream: StreamPipeline, reason: str) -> None:
         key = (stream.info.source, reason)
         self.cut[key] = self.cut.get(key, 0) + 1
 
-    def on_alert(self, stream: StreamPipeline, kind: str) -> None:
+    def alert(self, stream: StreamPipeline, kind: str) -> None:
         for o in self.observers:
             o.alert(stream, kind)
 

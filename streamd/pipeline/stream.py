@@ -2,6 +2,8 @@
 
 ``write`` is synchronous and cheap so datagram and websocket callbacks can call it directly.
 Windows go to the shared scorer at once; one task per stream takes the results back in order.
+A stream knows nothing of the hub: it gets its settings and a :class:`StreamSink` (the hub is
+the daemon's), so it can be driven and tested on its own.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -19,39 +22,80 @@ from streamd.pipeline.pacing import RealTimeBudget
 from streamd.pipeline.smoother import Smoother
 from streamd.pipeline.tonegate import ToneGate
 from streamd.pipeline.vad import SpeechGate
-from streamd.pipeline.windows import Window, Windower, adaptive_hop
+from streamd.pipeline.windows import AdaptiveHop, Window, Windower
 
 if TYPE_CHECKING:
-    from streamd.pipeline.hub import StreamHub
+    from streamd.config import AlertsConfig, VadConfig
     from streamd.pipeline.scorer import Score
 
 log = logging.getLogger("streamd.stream")
 
 
+class StreamSink(Protocol):
+    """Where a stream sends its windows, events and hook calls: exactly what it uses, no more."""
+
+    def submit(
+        self, samples: np.ndarray, stream: str | None = None, speech_end: int | None = None
+    ) -> asyncio.Future[Score]:
+        """Queue one window's samples for scoring (``Scorer.submit``)."""
+        ...
+
+    def publish(self, event_type: str, stream: dict[str, Any], **fields: Any) -> None:
+        """Publish one of the stream's events (the sink adds what every event carries)."""
+        ...
+
+    def window_queued(self, stream: StreamPipeline) -> None: ...
+
+    def window_scored(self, stream: StreamPipeline, score: Score) -> None: ...
+
+    def alert(self, stream: StreamPipeline, kind: str) -> None: ...
+
+    def stream_cut(self, stream: StreamPipeline, reason: str) -> None:
+        """A limit ended the stream early (``faster_than_real_time``)."""
+        ...
+
+    def ended(self, stream: StreamPipeline) -> None:
+        """The stream published ``stream.ended`` and takes no more audio."""
+        ...
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """What every stream of a daemon shares: VAD, windows fitted to the model, alert rules."""
+
+    vad: VadConfig
+    alerts: AlertsConfig
+    windows: tuple[float, float, float]  # length_s, min_s, hop_s
+    thresholds: tuple[float, float]  # raise, clear (per source or label once calibrated)
+    adaptive: AdaptiveHop | None = None  # windows.adaptive, fitted to the window length
+    max_lead_s: float = 10.0  # sources.max_lead_s: how far a live stream may outrun the clock
+
+
 class StreamPipeline:
     def __init__(
-        self, info: StreamInfo, sample_rate: int, hub: StreamHub, realtime: bool = True
+        self,
+        info: StreamInfo,
+        sample_rate: int,
+        settings: StreamSettings,
+        sink: StreamSink,
+        realtime: bool = True,
     ) -> None:
-        cfg = hub.config
+        vad, a = settings.vad, settings.alerts
         self.info = info
+        self.sink = sink
         # Live sources may not outrun the clock (pacing.py); files played as fast as possible may.
-        self._budget = (
-            RealTimeBudget(cfg.sources.max_lead_s, time.monotonic()) if realtime else None
-        )
+        self._max_lead_s = settings.max_lead_s
+        self._budget = RealTimeBudget(settings.max_lead_s, time.monotonic()) if realtime else None
         self.cut_reason: str | None = None
         self._cut_task: asyncio.Task[dict[str, Any]] | None = None
-        self.hub = hub
         self.sample_rate = sample_rate
         self._converter = AudioConverter(sample_rate)
-        self._gate = SpeechGate(cfg.vad.aggressiveness, cfg.vad.frame_ms, cfg.vad.hangover_ms)
-        length_s, min_s, hop_s = hub.windows
-        self._windower = Windower(
-            length_s, min_s, hop_s, cfg.vad.pause_s, adaptive=adaptive_hop(cfg.windows, length_s)
-        )
-        raise_, clear = hub.thresholds_for(info)
-        self._tones = ToneGate() if cfg.vad.tone_gate else None
+        self._gate = SpeechGate(vad.aggressiveness, vad.frame_ms, vad.hangover_ms)
+        length_s, min_s, hop_s = settings.windows
+        self._windower = Windower(length_s, min_s, hop_s, vad.pause_s, adaptive=settings.adaptive)
+        raise_, clear = settings.thresholds
+        self._tones = ToneGate() if vad.tone_gate else None
         self.windows_gated = 0  # tone/music windows, never scored
-        a = cfg.alerts
         self.smoother = Smoother(
             raise_, clear, a.method, a.alpha, a.n, a.raise_after, a.clear_after
         )
@@ -127,8 +171,8 @@ class StreamPipeline:
         if self._tones is not None and self._tones.is_tonal(window.samples):
             self.windows_gated += 1
             return
-        self.hub.on_window_queued(self)
-        fut = self.hub.scorer.submit(window.samples, self.info.stream_id, window.speech_end)
+        self.sink.window_queued(self)
+        fut = self.sink.submit(window.samples, self.info.stream_id, window.speech_end)
         self._results.put_nowait((window, fut))
 
     async def close(self, reason: str = "ended") -> dict[str, Any]:
@@ -195,32 +239,29 @@ class StreamPipeline:
         self._last = (win, score.p_fake)
         transition = self.smoother.update(score.p_fake)
         smoothed = float(self.smoother.score or 0.0)
-        bus, model = self.hub.bus, self.hub.model_json
-        bus.publish(
+        self.sink.publish(
             "window.scored",
             self.stream_json,
             score=round(score.p_fake, 6),
             smoothed=round(smoothed, 6),
             alerting=self.smoother.alerting,
             window=win,
-            model=model,
             latency_ms=round(score.queued_s * 1000, 2),
             batch=score.batch_size,
         )
-        self.hub.on_window_scored(self, score)
+        self.sink.window_scored(self, score)
         if transition is not None:
-            bus.publish(
+            self.sink.publish(
                 f"alert.{transition.kind}",
                 self.stream_json,
                 score=round(score.p_fake, 6),
                 smoothed=round(transition.score, 6),
                 window=win,
-                model=model,
                 reason="score" if transition.kind == "cleared" else None,
                 thresholds={"raise": self.smoother.raise_, "clear": self.smoother.clear},
             )
             self.alerts_raised += transition.kind == "raised"
-            self.hub.on_alert(self, transition.kind)
+            self.sink.alert(self, transition.kind)
 
     def _cut(self, reason: str, lead_s: float) -> None:
         """Stop taking audio now and end the stream without scoring its backlog: a sender
@@ -232,9 +273,9 @@ class StreamPipeline:
             self.info.stream_id,
             self.info.source,
             lead_s,
-            self.hub.config.sources.max_lead_s,
+            self._max_lead_s,
         )
-        self.hub.on_cut(self, reason)
+        self.sink.stream_cut(self, reason)
         self._cut_task = asyncio.get_running_loop().create_task(self.abort(reason))
 
     async def abort(self, reason: str) -> dict[str, Any]:
@@ -250,22 +291,20 @@ class StreamPipeline:
         """``stream.ended`` with the final alert state; a still-raised alert is first closed by
         ``alert.cleared`` (reason ``stream_ended``), so ``alert.*`` consumers see every alert end."""
         summary = self._summary(reason)
-        bus, model = self.hub.bus, self.hub.model_json
         raised_at_end = self.smoother.alerting
         if raised_at_end and self._last is not None:
             window, p_fake = self._last
-            bus.publish(
+            self.sink.publish(
                 "alert.cleared",
                 self.stream_json,
                 score=round(p_fake, 6),
                 smoothed=round(float(self.smoother.score or 0.0), 6),
                 window=window,
-                model=model,
                 reason="stream_ended",
                 thresholds={"raise": self.smoother.raise_, "clear": self.smoother.clear},
             )
-            self.hub.on_alert(self, "cleared")
+            self.sink.alert(self, "cleared")
         alert = {"raised_at_end": raised_at_end, "raised": self.alerts_raised}
-        bus.publish("stream.ended", self.stream_json, summary=summary, alert=alert, model=model)
-        self.hub.forget(self)
+        self.sink.publish("stream.ended", self.stream_json, summary=summary, alert=alert)
+        self.sink.ended(self)
         return summary
