@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamd.errors import StreamdError
 from streamd.ingest.base import Source
-from streamd.ingest.feeds.connection import RateLimitedLog
+from streamd.ingest.ratelog import RateLimitedLog
 from streamd.ingest.rtp import RECV_BUFFER_BYTES, PortPool, RtpCounters, RtpLimits
 from streamd.ingest.sip.call import MediaContext
 from streamd.ingest.sip.transport import SipTcp, SipUdp
