@@ -38,9 +38,11 @@ class RemoteScorer(Scorer):
         self.max_queue = max_queue
         self.dropped = 0
 
-    def submit(self, samples: np.ndarray) -> asyncio.Future[Score]:
+    def submit(
+        self, samples: np.ndarray, stream: str | None = None, speech_end: int | None = None
+    ) -> asyncio.Future[Score]:
         if self.pending < self.max_queue:
-            return super().submit(samples)
+            return super().submit(samples, stream, speech_end)
         self.dropped += 1
         if self.dropped == 1 or self.dropped % 1000 == 0:
             log.warning(
@@ -56,8 +58,8 @@ class RemoteScorer(Scorer):
     def status(self) -> dict[str, Any]:
         return {**self.remote.status(), "queued": self.pending, "dropped": self.dropped}
 
-    async def close(self) -> None:
+    async def close(self, drain: bool = True) -> None:
         try:
-            await super().close()
+            await super().close(drain)
         finally:
             await self.remote.aclose()
