@@ -24,8 +24,11 @@ class RecordingSink:
         self.scored: list[float] = []
         self.alerts: list[str] = []
         self.ended_streams: list[StreamPipeline] = []
+        self.cuts: list[str] = []
 
-    def submit(self, samples: np.ndarray) -> asyncio.Future[Score]:
+    def submit(
+        self, samples: np.ndarray, stream: str | None = None, speech_end: int | None = None
+    ) -> asyncio.Future[Score]:
         fut: asyncio.Future[Score] = asyncio.get_running_loop().create_future()
         if self.p_fake is not None:
             fut.set_result(Score(self.p_fake, (0.0, 0.0), 1, 0.001, 0.001))
@@ -43,6 +46,9 @@ class RecordingSink:
 
     def alert(self, stream: StreamPipeline, kind: str) -> None:
         self.alerts.append(kind)
+
+    def stream_cut(self, stream: StreamPipeline, reason: str) -> None:
+        self.cuts.append(reason)
 
     def ended(self, stream: StreamPipeline) -> None:
         self.ended_streams.append(stream)
@@ -80,7 +86,7 @@ async def test_windows_scores_alerts_and_end_go_to_the_sink() -> None:
     assert sink.events[-2][1]["reason"] == "stream_ended"
     assert summary["windows"] == len(scored) and summary["alert_raised"] is True
     assert sink.events[-1][1]["summary"] == summary
-    assert sink.ended_streams == [stream]
+    assert sink.ended_streams == [stream] and sink.cuts == []
     stream.write(audio[:320])  # a closed stream takes no more audio
     assert len(sink.queued) == len(scored)
 
@@ -94,3 +100,20 @@ async def test_abort_ends_without_waiting_for_scores() -> None:
     assert summary["reason"] == "grace over" and summary["windows"] == 0
     assert [t for t, _ in sink.events] == ["stream.ended"]
     assert sink.ended_streams == [stream]
+
+
+async def test_a_live_stream_faster_than_real_time_is_cut_through_the_sink() -> None:
+    sink = RecordingSink(0.1)
+    settings = StreamSettings(
+        VadConfig(aggressiveness=0), AlertsConfig(), (2.0, 1.0, 1.0), (0.5, 0.4), max_lead_s=1.0
+    )
+    stream = StreamPipeline(StreamInfo.new(source="test", leg="caller"), 16000, settings, sink)
+    stream.write(speechlike(3 * 16000, seed=3).astype(np.float32))  # 3 s at once: 2 s too early
+    for _ in range(100):
+        if sink.ended_streams:
+            break
+        await asyncio.sleep(0.01)
+    assert sink.cuts == ["faster_than_real_time"] and stream.cut_reason == "faster_than_real_time"
+    assert sink.ended_streams == [stream]
+    ended = [e for t, e in sink.events if t == "stream.ended"]
+    assert len(ended) == 1 and ended[0]["summary"]["reason"] == "faster_than_real_time"
