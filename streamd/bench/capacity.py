@@ -17,9 +17,11 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from streamd.bench.load import Tracks, TrialResult, run_trial
+from streamd.bench.processes import ProcessTrials
 from streamd.bench.speech import find_shared, speech_pool
 from streamd.config import Config, parse_config
 from streamd.errors import UsageError
@@ -64,6 +66,13 @@ def register(sub: Any) -> None:
     p.add_argument("--start", type=int, help="first N to try (default: from a throughput probe)")
     p.add_argument("--max-streams", type=int, default=5000)
     p.add_argument("--packet-ms", type=int, default=20, help="packet size, ms (default 20)")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="spread each trial's streams over this many processes, each with its own session "
+        "(one event loop cannot feed thousands of streams; default 1: in this process)",
+    )
     p.add_argument("--max-seconds", type=float, default=300, help="stop searching after this")
     p.add_argument("--audio", nargs="+", metavar="FILE", help="speech files (default: ../shared)")
     p.add_argument("--shared", help="the shared data folder (default: ../shared when present)")
@@ -137,20 +146,24 @@ def build_config(base: dict[str, Any], overrides: dict[str, Any]) -> Config:
     return parse_config(data, "bench path", environ={})
 
 
-def _load_detector(args: argparse.Namespace, cfg: Config) -> Detector:
+def _load_detector(args: argparse.Namespace, cfg: Config) -> tuple[Path, Detector]:
     from streamd.model.manifest import resolve_manifest
 
     m = cfg.model
-    providers = {"cpu": ["cpu"], "cuda": ["cuda", "cpu"], "tensorrt": ["tensorrt", "cuda", "cpu"]}[
-        args.provider
-    ]
-    return Detector.load(
-        resolve_manifest(args.models_dir, args.model or m.name),
-        providers,
+    path = Path(resolve_manifest(args.models_dir, args.model or m.name))
+    return path, Detector.load(
+        path,
+        _providers(args.provider),
         threads=m.threads,
         spin=m.spin,
         runtime=RuntimeOptions.from_config(m),
     )
+
+
+def _providers(provider: str) -> list[str]:
+    return {"cpu": ["cpu"], "cuda": ["cuda", "cpu"], "tensorrt": ["tensorrt", "cuda", "cpu"]}[
+        provider
+    ]
 
 
 def _estimate_start(det: Detector, speech: float, hop: float) -> int:
@@ -207,11 +220,18 @@ def run(args: argparse.Namespace) -> int:
     say = (lambda *a: None) if args.json else print
     t_begin = time.monotonic()
     paths = []
+    workers: dict[str, ProcessTrials] = {}
     for name, overrides in specs:
         cfg = build_config(base, overrides)
-        det = _load_detector(args, cfg)
+        mpath, det = _load_detector(args, cfg)
         start = args.start or _estimate_start(det, args.speech, args.hop)
         paths.append((name, cfg, det, Search(start, args.max_streams)))
+        if args.processes > 1:
+            data = cfg.model_dump(by_alias=True, mode="json")
+            providers = _providers(args.provider)
+            workers[name] = ProcessTrials(
+                args.processes, mpath, providers, data, pool, args.speech, args.trial_s
+            )
         say(f"# path {name}: {overrides or 'daemon defaults'} -> {det.name} on {det.provider}")
     tracks = Tracks(pool, 8, max(60.0, args.trial_s + 2), args.speech, seed=1)
     say(
@@ -228,13 +248,18 @@ def run(args: argparse.Namespace) -> int:
             if time.monotonic() - t_begin + args.trial_s + args.bound + 2 > args.max_seconds:
                 stopped = True
                 break
-            r = asyncio.run(
-                run_trial(name, det, cfg, tracks, n, args.trial_s, args.bound, args.packet_ms)
-            )
+            if name in workers:
+                r = workers[name].run(name, n, args.trial_s, args.bound, args.packet_ms)
+            else:
+                r = asyncio.run(
+                    run_trial(name, det, cfg, tracks, n, args.trial_s, args.bound, args.packet_ms)
+                )
             search.record(r)
             say(_row(r))
         if stopped:
             break
+    for w in workers.values():
+        w.close()
     return _report(args, paths, stopped, t_begin)
 
 

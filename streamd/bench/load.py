@@ -113,6 +113,8 @@ async def run_trial(
     seconds: float,
     bound_s: float,
     packet_ms: int = 20,
+    start_at: float | None = None,
+    keep_latencies: list[float] | None = None,
 ) -> TrialResult:
     """N streams for ``seconds`` of audio each; then up to ``bound_s`` for the last windows."""
     m = config.model
@@ -124,6 +126,8 @@ async def run_trial(
     hub.observers.append(counter)
     pkt = PHONE_RATE * packet_ms // 1000
     ps = pkt / PHONE_RATE
+    if start_at is not None:  # processes of one trial start on the same wall-clock instant
+        await asyncio.sleep(max(0.0, start_at - time.time()))
     t_start = time.perf_counter() + 0.05
     t0 = [t_start + i / n for i in range(n)]  # calls start spread over a second, not in step
     streams: list[StreamPipeline] = []
@@ -182,6 +186,8 @@ async def run_trial(
     for s in streams:
         await s.abort("bench")
     await scorer.close(drain=False)
+    if keep_latencies is not None:
+        keep_latencies.extend(latencies)
     lat = np.asarray(latencies)
     p50, p99, mx = (
         (float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), float(lat.max()))

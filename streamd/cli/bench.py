@@ -17,6 +17,7 @@ TARGETS = [
     "streamd.bench.sip",
     "streamd.bench.capacity",
     "streamd.bench.adaptive",
+    "streamd.bench.precision",
 ]
 
 

@@ -60,3 +60,21 @@ def test_capacity_without_speech_skips_cleanly(
     rc = main(["bench", "capacity", "--models-dir", str(tiny_model_dir), "--model", "tiny"])
     assert rc == 0
     assert "no speech" in capsys.readouterr().out
+
+
+def test_capacity_over_two_processes(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    audio = write_wav(tmp_path / "talk.wav", speechlike(12.0, 2), 16000)
+    rc = main(
+        [
+            "bench", "capacity", "--models-dir", str(tiny_model_dir), "--model", "tiny",
+            "--audio", str(audio), "--path", "today", "--processes", "2", "--trial-s", "7",
+            "--start", "2", "--max-streams", "2", "--bound", "3", "--max-seconds", "60", "--json",
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    (trial,) = out["paths"][0]["trials"]  # N=2 at once is the cap: one trial, one stream each
+    assert trial["streams"] == 2 and trial["windows"] >= 2
+    assert trial["passed"] and out["streams"] == 2
