@@ -24,45 +24,20 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from streamd.errors import ProtocolError
 from streamd.ingest.rtp import PortPool, PortsExhausted, RtpCounters, RtpLimits, RtpReceiver, Warn
-from streamd.ingest.sip.transport import phrase
 from streamd.pipeline.audio import StreamInfo
 from streamd.pipeline.hub import HubRefused
-from streamd.protocols.sip.headers import parse_name_addr
-from streamd.protocols.sip.message import Headers, SipError, SipRequest
-from streamd.protocols.sip.sdp import (
-    Answer,
-    AnsweredMedia,
-    SessionDescription,
-    build_answer,
-    parse_sdp,
-)
-from streamd.protocols.sip.siprec import CONTENT_TYPE as METADATA_TYPE
-from streamd.protocols.sip.siprec import RecordingMetadata, StreamOwner, parse_metadata
+from streamd.protocols.sip.dialog import Call, Dialog, Rejected
+from streamd.protocols.sip.malformed import phrase
+from streamd.protocols.sip.sdp import Answer, AnsweredMedia, SessionDescription, build_answer
+from streamd.protocols.sip.siprec import RecordingMetadata, StreamOwner
 
 if TYPE_CHECKING:
-    from streamd.ingest.sip.transport import Peer, Transaction
     from streamd.pipeline.hub import StreamHub
 
 log = logging.getLogger("streamd.ingest.sip.server")
 
 DEFAULT_LEGS = ("caller", "agent")
-ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"
-ACCEPT = f"application/sdp, {METADATA_TYPE}, multipart/mixed"
-EXTENSIONS = frozenset({"siprec"})
-
-
-class Rejected(Exception):
-    """An offer we answer with an error status (and a reason phrase that says why)."""
-
-    def __init__(
-        self, status: int, reason: str, headers: list[tuple[str, str]] | None = None
-    ) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.headers = headers or []
 
 
 class Cancelled(Exception):
@@ -83,81 +58,29 @@ class MediaContext:
     local_ip: Callable[[str], str]  # the address to advertise to a peer
 
 
-@dataclass
-class Dialog:
-    """RFC 3261 §12.1.1 (UAS side), enough to match requests and send our own BYE."""
-
-    call_id: str
-    local_tag: str
-    remote_tag: str | None
-    from_value: str  # the INVITE's From header, as received (their identity, with their tag)
-    to_value: str  # the INVITE's To header, without our tag
-    from_uri: str
-    to_uri: str
-    remote_target: str
-    route_set: list[str]
-    remote_cseq: int
-    local_cseq: int = 0
-
-    @classmethod
-    def of(cls, invite: SipRequest) -> Dialog:
-        contact = invite.headers.get("Contact")
-        target = parse_name_addr(contact).uri if contact else invite.from_.uri
-        return cls(
-            call_id=invite.call_id,
-            local_tag=secrets.token_hex(8),
-            remote_tag=invite.from_tag,
-            from_value=invite.headers.get("From") or "",
-            to_value=invite.headers.get("To") or "",
-            from_uri=invite.from_.uri,
-            to_uri=invite.to.uri,
-            remote_target=target,
-            route_set=invite.headers.get_all("Record-Route"),
-            remote_cseq=invite.cseq[0],
-        )
-
-    def bye(self, via_host: str, via_port: int, transport: str) -> tuple[str, bytes]:
-        """Our BYE (RTP timeout, shutdown) and its branch: From is their To with our tag, To is
-        their From, the route set is the INVITE's Record-Route in order (§12.1.1)."""
-        self.local_cseq += 1
-        host = f"[{via_host}]" if ":" in via_host else via_host
-        branch = f"z9hG4bK{secrets.token_hex(10)}"
-        headers = Headers(
-            [
-                ("Via", f"SIP/2.0/{transport} {host}:{via_port};branch={branch};rport"),
-                ("Max-Forwards", "70"),
-                ("From", f"{self.to_value};tag={self.local_tag}"),
-                ("To", self.from_value),
-                ("Call-ID", self.call_id),
-                ("CSeq", f"{self.local_cseq} BYE"),
-                *[("Route", r) for r in self.route_set],
-                ("Reason", 'SIP;cause=200;text="streamd ended the recording"'),
-            ]
-        )
-        return branch, SipRequest(headers, b"", "BYE", self.remote_target).to_bytes()
-
-
-@dataclass
+@dataclass(eq=False)
 class SipCall:
-    dialog: Dialog
-    peer: Peer
+    """The media side of a :class:`~streamd.protocols.sip.dialog.Call`: its RTP receivers and
+    streams, the SIPREC metadata that names them, the SDP session it answers with."""
+
+    call: Call
     ctx: MediaContext
-    invite_tx: Transaction | None = None
-    state: str = "proceeding"  # proceeding -> confirmed -> ended
-    cancelled: bool = False
-    negotiating: bool = False  # an offer is being answered: another one gets 491
+    cancelled: bool = False  # CANCELed (or dropped) while its first offer was being answered
     metadata: RecordingMetadata | None = None
     receivers: dict[int, RtpReceiver] = field(default_factory=dict)
     sdp_session: int = field(default_factory=lambda: secrets.randbelow(2**31))
     sdp_version: int = -1
-    last_answer: bytes = b""
     used_ids: set[str] = field(default_factory=set)
     ending: asyncio.Task[None] | None = None
     side_tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
+    def dialog(self) -> Dialog:
+        return self.call.dialog
+
+    @property
     def call_id(self) -> str:
-        return self.dialog.call_id
+        return self.call.call_id
 
     async def negotiate(
         self, offer: SessionDescription, metadata: RecordingMetadata | None
@@ -167,7 +90,7 @@ class SipCall:
         Raises :class:`Rejected` (nothing changed) or :class:`Cancelled`. Everything after the
         last ``await`` is synchronous, so a CANCEL can only land before the call commits."""
         ctx = self.ctx
-        ip = ctx.local_ip(self.peer.ip)
+        ip = ctx.local_ip(self.call.peer.ip)
         trial = build_answer(offer, ip, [9] * len(offer.media), ctx.codecs)
         if not trial.accepted_any:
             raise Rejected(488, "Not Acceptable Here (no audio m-line with a supported codec)")
@@ -295,15 +218,23 @@ class SipCall:
     # -- ending --------------------------------------------------------------------------------
 
     def end(self, reason: str) -> asyncio.Task[None]:
-        """End every stream (buffered audio scored first); idempotent, returns the one task."""
-        if self.ending is None:
-            self.state = "ended"
+        """End every stream (buffered audio scored first); returns the one task. Streams an
+        answer opened after an earlier end (a BYE raced the offer) are ended by a later call."""
+        if self.ending is None or self.receivers:
             receivers, self.receivers = list(self.receivers.values()), {}
-            self.ending = asyncio.create_task(self._finish(receivers, reason))
+            self.ending = asyncio.create_task(self._finish(receivers, reason, self.ending))
         return self.ending
 
-    async def _finish(self, receivers: list[RtpReceiver], reason: str) -> None:
+    async def _finish(
+        self, receivers: list[RtpReceiver], reason: str, before: asyncio.Task[None] | None
+    ) -> None:
         await asyncio.gather(*(r.finish(reason) for r in receivers), *self.side_tasks)
+        if before is not None:
+            await before
+
+    def merge_metadata(self, metadata: RecordingMetadata) -> None:
+        """A metadata-only update: it names streams opened after it."""
+        self.metadata = self.metadata.merged(metadata) if self.metadata else metadata
 
     def _background(self, coro: Coroutine[Any, Any, None]) -> None:
         """A stream ended mid-call (m-line removed): :meth:`end` waits for it too."""
@@ -315,37 +246,3 @@ class SipCall:
         """Receivers that expected media and got none for ``timeout_s``: removed from the call."""
         idle = [i for i, r in self.receivers.items() if r.idle_s(now) > timeout_s]
         return [self.receivers.pop(i) for i in idle]
-
-
-def check_require(req: SipRequest) -> None:
-    unknown = [o for o in req.headers.get_all("Require") if o.lower() not in EXTENSIONS]
-    if unknown:
-        raise Rejected(420, "Bad Extension", [("Unsupported", ", ".join(unknown))])
-
-
-def read_offer(
-    req: SipRequest, initial: bool
-) -> tuple[SessionDescription | None, RecordingMetadata | None]:
-    """The SDP offer and SIPREC metadata in a body (plain SDP or multipart/mixed)."""
-    if req.headers.get("Content-Encoding") not in (None, "identity"):
-        raise Rejected(
-            415, "Unsupported Media Type (Content-Encoding)", [("Accept-Encoding", "identity")]
-        )
-    try:
-        parts = req.body_parts()
-    except SipError as exc:
-        raise Rejected(400, f"Bad Request ({phrase(str(exc))})") from None
-    sdp = [p for p in parts if p.content_type == "application/sdp"]
-    meta = [p for p in parts if p.content_type == METADATA_TYPE]
-    if parts and not sdp and not meta:
-        raise Rejected(415, "Unsupported Media Type", [("Accept", ACCEPT)])
-    if initial and not sdp:
-        raise Rejected(488, "Not Acceptable Here (an INVITE without an SDP offer is not supported)")
-    what = "SDP"
-    try:
-        offer = parse_sdp(sdp[0].body) if sdp else None
-        what = "recording metadata"
-        metadata = parse_metadata(meta[0].body) if meta else None
-    except ProtocolError as exc:
-        raise Rejected(400, f"Bad Request ({what}: {phrase(str(exc))})") from None
-    return offer, metadata

@@ -1,7 +1,8 @@
 """``sources.sip``: the SIP listener (UDP and TCP on one port) and the RTP port pool.
 
-This module owns the sockets and the clock; :mod:`streamd.ingest.sip.uas` answers the requests,
-:mod:`streamd.ingest.sip.call` turns offers into streams and :mod:`streamd.ingest.rtp` receives
+This module owns the sockets; :mod:`streamd.ingest.sip.uas` drives the sans-I/O state machine
+(:mod:`streamd.protocols.sip.uas`) with the loop's clock, :mod:`streamd.ingest.sip.call` turns
+offers into streams and :mod:`streamd.ingest.rtp` receives
 the media. Everything listens on ``sources.sip.host`` (127.0.0.1 by default): SIP has no
 authentication here beyond ``allow_from``, so exposing it is an explicit decision.
 """
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("streamd.ingest.sip.server")
 
-TICK_S = 0.5
 BIND_TRIES = 10
 ALLOW_CACHE = 4096
 
@@ -65,7 +65,6 @@ class SipSource(Source):
         self._udp: SipUdp | None = None
         self._tcp: SipTcp | None = None
         self._server: asyncio.Server | None = None
-        self._tick: asyncio.Task[None] | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> SipSource:
@@ -97,7 +96,6 @@ class SipSource(Source):
         self.uas = SipUas(cfg, ctx)
         await self._bind(self.uas)
         self.uas.accepting = True
-        self._tick = asyncio.create_task(self._housekeeping(self.uas), name="sip-housekeeping")
         log.info(
             "SIP on %s:%d (UDP%s), RTP ports %d-%d, allow_from %s",
             cfg.host,
@@ -140,8 +138,6 @@ class SipSource(Source):
 
     async def stop(self) -> None:
         """Stop taking calls; BYE and end every call (its streams score what they hold)."""
-        if self._tick is not None:
-            self._tick.cancel()
         if self.uas is not None:
             await self.uas.close()
         if self._server is not None:
@@ -231,12 +227,3 @@ class SipSource(Source):
         if self.uas is not None:
             self.uas.counters.tcp_errors += 1
         self.warn("SIP TCP %s: %s", peer, why)
-
-    async def _housekeeping(self, uas: SipUas) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(TICK_S)
-            try:
-                uas.tick(loop.time())
-            except Exception:  # housekeeping must outlive any one call's trouble
-                log.exception("SIP housekeeping failed")

@@ -68,26 +68,34 @@ def canonical_name(name: str) -> str:
 
 
 def split_list(value: str) -> list[str]:
-    """Split at commas that are outside quoted strings and ``<...>``."""
+    """Split at commas that are outside quoted strings and ``<...>`` (empty items dropped)."""
+    items, _ = _split_outside(value, ",", angle=True)
+    return [item.strip() for item in items if item.strip()]
+
+
+def _split_outside(text: str, sep: str, *, angle: bool) -> tuple[list[str], bool]:
+    """The one quote-aware splitter: ``text`` split at ``sep`` outside quoted strings (with
+    backslash escapes) and, with ``angle``, outside ``<...>``; items as written, and whether a
+    quote was left open (the caller decides if that is an error)."""
     items: list[str] = []
     current: list[str] = []
-    quoted = angle = escaped = False
-    for char in value:
+    quoted = inside = escaped = False
+    for char in text:
         if escaped:
             escaped = False
         elif quoted and char == "\\":
             escaped = True
         elif char == '"':
             quoted = not quoted
-        elif not quoted and char in "<>":
-            angle = char == "<"
-        elif char == "," and not quoted and not angle:
-            items.append("".join(current).strip())
+        elif angle and not quoted and char in "<>":
+            inside = char == "<"
+        elif char == sep and not quoted and not inside:
+            items.append("".join(current))
             current = []
             continue
         current.append(char)
-    items.append("".join(current).strip())
-    return [item for item in items if item]
+    items.append("".join(current))
+    return items, quoted
 
 
 class Headers:
@@ -152,7 +160,10 @@ def parse_params(text: str) -> dict[str, str | None]:
         return params
     if not text.startswith(";"):
         raise SipHeaderError(f"parameters must start with ';': {text[:40]!r}")
-    for item in _split_outside_quotes(text[1:], ";"):
+    items, unterminated = _split_outside(text[1:], ";", angle=False)
+    if unterminated:
+        raise SipHeaderError("unterminated quoted string")
+    for item in items:
         name, sep, value = item.partition("=")
         name = name.strip().lower()
         if not re.fullmatch(_TOKEN, name):
@@ -162,28 +173,6 @@ def parse_params(text: str) -> dict[str, str | None]:
             value = _unquote(value)
         params[name] = value if sep else None
     return params
-
-
-def _split_outside_quotes(text: str, sep: str) -> list[str]:
-    items: list[str] = []
-    current: list[str] = []
-    quoted = escaped = False
-    for char in text:
-        if escaped:
-            escaped = False
-        elif quoted and char == "\\":
-            escaped = True
-        elif char == '"':
-            quoted = not quoted
-        elif char == sep and not quoted:
-            items.append("".join(current))
-            current = []
-            continue
-        current.append(char)
-    if quoted:
-        raise SipHeaderError("unterminated quoted string")
-    items.append("".join(current))
-    return items
 
 
 def _unquote(text: str) -> str:

@@ -1,0 +1,563 @@
+"""The SIP user agent server as a state machine: bytes and time in, actions out.
+
+No sockets and no clock: the adapter (:mod:`streamd.ingest.sip.uas`) calls :meth:`Uas.receive`
+with every message, :meth:`Uas.handle_timeout` at :meth:`Uas.deadline`, and :meth:`Uas.negotiated`
+when it has answered an offer; it carries out what comes back (:class:`Send`,
+:class:`Negotiate`, :class:`UpdateMetadata`, :class:`Forget`, :class:`EndCall`, :class:`Log`).
+What it answers:
+
+- ``OPTIONS`` 200 (503 while stopping), so SBC keep-alives see the recorder up or draining.
+- ``INVITE`` 100 Trying, then 200 OK with the adapter's SDP answer; with an answer delay a 180
+  Ringing and a wait first. ``ACK``; ``BYE`` 200 and the call ends; ``CANCEL`` before the
+  answer 200, and 487 to the INVITE (after the answer it changes nothing).
+- re-INVITE and ``UPDATE`` in the dialog: a new offer, SIPREC metadata only, or (no body) a
+  session refresh that gets the current answer again; 491 while another offer is being
+  answered. ``INFO`` 200.
+- 403 from outside ``allow_from``; 486 over ``max_calls``; 503 while stopping; 420 for a
+  ``Require`` other than ``siprec``; 415 for bodies we cannot read; 488 without an SDP offer;
+  400 with the reason for malformed requests (rebuilt from their good header lines, and only
+  for allowed sources: junk from strangers is counted, never answered); 481 for unknown dialogs
+  and transactions; 500 for a CSeq out of order; 405 for REGISTER and the like; 501 for
+  unknown methods.
+
+We send a request of our own only to end a call: a BYE when the adapter says its media is gone
+(``rtp_timeout_s``), when our 2xx was never ACKed, and on shutdown, to where the INVITE came
+from (over the INVITE's TCP connection, or by UDP with Timer E retransmissions).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from streamd import __version__
+from streamd.protocols.sip.dialog import (
+    ACCEPT,
+    ALLOW,
+    Call,
+    Dialog,
+    Rejected,
+    check_require,
+    read_offer,
+)
+from streamd.protocols.sip.malformed import looks_like_sip, phrase, salvage
+from streamd.protocols.sip.message import (
+    SipError,
+    SipRequest,
+    SipResponse,
+    build_response,
+    is_keepalive,
+    parse_message,
+)
+from streamd.protocols.sip.sdp import SessionDescription
+from streamd.protocols.sip.siprec import RecordingMetadata
+from streamd.protocols.sip.transaction import (
+    Key,
+    Peer,
+    Send,
+    ServerTransaction,
+    Transactions,
+    Unacked,
+    transaction_id,
+)
+
+REFUSED_METHODS = frozenset({"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH"})
+KNOWN_METHODS = REFUSED_METHODS | {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE"}
+KNOWN_METHODS |= {"INFO", "PRACK"}
+SERVER = f"streamd/{__version__}"
+
+
+@dataclass(frozen=True, eq=False)
+class Negotiate:
+    """Answer ``offer`` for ``call`` (bind ports, open or retune streams), then report back with
+    :meth:`Uas.negotiated`. ``initial``: the call's first offer."""
+
+    call: Call
+    offer: SessionDescription
+    metadata: RecordingMetadata | None
+    initial: bool
+
+
+@dataclass(frozen=True, eq=False)
+class UpdateMetadata:
+    """SIPREC metadata without a new offer: it names streams added later."""
+
+    call: Call
+    metadata: RecordingMetadata
+
+
+@dataclass(frozen=True, eq=False)
+class Forget:
+    """The call is gone before it had media (CANCEL, a failed first offer): stop answering."""
+
+    call: Call
+
+
+@dataclass(frozen=True, eq=False)
+class EndCall:
+    """End the call's streams (buffered audio is scored first)."""
+
+    call: Call
+    reason: str
+
+
+@dataclass(frozen=True)
+class Log:
+    """A line for the adapter's log; warnings go through its rate limit."""
+
+    level: Literal["warning", "info", "error"]
+    msg: str
+    args: tuple[object, ...] = ()
+    exc: BaseException | None = None  # an "error" carries what went wrong, for the traceback
+
+
+Action = Send | Negotiate | UpdateMetadata | Forget | EndCall | Log
+
+
+@dataclass
+class SipCounters:
+    requests: Counter[str] = field(default_factory=Counter)  # by method
+    responses: Counter[int] = field(default_factory=Counter)  # sent, by status
+    junk: int = 0  # datagrams (or TCP frames) that are not SIP
+    oversize: int = 0  # over max_message_bytes
+    keepalives: int = 0
+    retransmissions: int = 0
+    stray: int = 0  # responses and ACKs that match nothing
+    calls: int = 0  # answered with 200
+    byes_sent: int = 0
+    tcp_errors: int = 0
+
+
+class Uas:
+    """See the module docstring. ``allowed`` and ``local_ip`` are the adapter's policies (the
+    ``allow_from`` check, the address to advertise to a peer); both are plain lookups."""
+
+    def __init__(
+        self,
+        *,
+        port: int,
+        max_calls: int,
+        max_message_bytes: int,
+        answer_delay_s: float,
+        allowed: Callable[[str], bool],
+        local_ip: Callable[[str], str],
+    ) -> None:
+        self.port = port
+        self.max_calls = max_calls
+        self.max_message_bytes = max_message_bytes
+        self.answer_delay_s = answer_delay_s
+        self.allowed = allowed
+        self.local_ip = local_ip
+        self.accepting = False
+        self.counters = SipCounters()
+        self.calls: dict[str, Call] = {}
+        self.transactions = Transactions(max(1024, 8 * max_calls))
+        self._out: list[Action] = []
+        self._offers: dict[Call, tuple[SessionDescription, RecordingMetadata | None]] = {}
+        self._now = 0.0
+
+    # -- entry points ----------------------------------------------------------------------------
+
+    def receive(self, data: bytes, peer: Peer, now: float) -> list[Action]:
+        """One datagram or TCP frame from ``peer``."""
+        self._now = now
+        try:
+            self._handle(data, peer)
+        except Exception as exc:  # one bad message must never take the listener down
+            where = (peer.ip, peer.port)
+            self._out.append(Log("error", "SIP message from %s:%d not handled", where, exc))
+        return self._flush()
+
+    def negotiated(
+        self,
+        call: Call,
+        now: float,
+        *,
+        answer: bytes | None = None,
+        rejected: Rejected | None = None,
+        error: str | None = None,
+    ) -> list[Action]:
+        """The adapter answered ``call``'s pending offer: the SDP ``answer``, or ``rejected``,
+        or an unexpected ``error``; none of them when it gave up (CANCEL, shutdown)."""
+        self._now = now
+        tx, call.pending, call.negotiating = call.pending, None, False
+        if tx is None:
+            return []
+        if self.calls.get(call.call_id) is not call:  # ended (BYE) while its offer was answered
+            if answer is not None:
+                self._reply(tx, 487)
+                self._out.append(EndCall(call, "bye"))  # the streams it just opened
+            return self._flush()
+        initial = not call.answered and tx is call.invite_tx
+        if answer is not None:
+            call.last_answer = answer
+            self._answered(tx, call, answer)
+            if initial:
+                call.answered = True
+                self.counters.calls += 1
+        elif rejected is not None or error is not None:
+            if rejected is not None:
+                self._reply_rejected(tx, rejected)
+            else:
+                self._reply(tx, 500, f"Server Internal Error ({phrase(error or '', 60)})")
+            if initial:
+                self._forget(call)
+        return self._flush()
+
+    def media_gone(self, call: Call, now: float) -> list[Action]:
+        """Every stream of ``call`` ended (RTP timeout, m-lines removed): hang up, with a BYE,
+        unless an offer is being answered (that may bring new streams)."""
+        self._now = now
+        if self.calls.get(call.call_id) is call and call.answered and not call.negotiating:
+            self._end_call(call, "rtp timeout", bye=True)
+        return self._flush()
+
+    def deadline(self) -> float | None:
+        """When :meth:`handle_timeout` has something to do next (None: nothing pending)."""
+        ringing = [c.ring_until for c in self.calls.values() if c.ring_until is not None]
+        due = self.transactions.deadline()
+        return min([*ringing, *([] if due is None else [due])], default=None)
+
+    def handle_timeout(self, now: float) -> list[Action]:
+        """Timers: retransmissions, transaction timeouts, an answer delay that ran out."""
+        self._now = now
+        for event in self.transactions.handle_timeout(now):
+            if isinstance(event, Send):
+                self._out.append(event)
+            elif isinstance(event, Unacked):
+                self._unacked(event.tx)
+        for call in list(self.calls.values()):
+            if call.ring_until is not None and call.ring_until <= now:
+                call.ring_until = None
+                self._start(call)
+        return self._flush()
+
+    def close(self, now: float) -> list[Action]:
+        """Stop taking calls; 503 to INVITEs still being answered, BYE and end every call. The
+        transactions run on (the BYEs are retransmitted) until the adapter closes them."""
+        self._now = now
+        self.accepting = False
+        for call in list(self.calls.values()):
+            call.ring_until = call.pending = None
+            call.negotiating = False
+            if call.invite_tx is not None and not call.answered:
+                self._reply(call.invite_tx, 503, "Service Unavailable (shutting down)")
+            self._end_call(call, "shutdown", bye=True)
+        return self._flush()
+
+    # -- incoming messages -----------------------------------------------------------------------
+
+    def _flush(self) -> list[Action]:
+        out, self._out = self._out, []
+        return out
+
+    def _warn(self, msg: str, *args: object) -> None:
+        self._out.append(Log("warning", msg, args))
+
+    def _handle(self, data: bytes, peer: Peer) -> None:
+        c = self.counters
+        if len(data) > self.max_message_bytes:
+            c.oversize += 1
+            where = (peer.ip, peer.port, len(data))
+            self._warn("SIP %s:%d: %d-byte message over max_message_bytes: dropped", *where)
+            return
+        if is_keepalive(data):
+            c.keepalives += 1
+            return
+        if not looks_like_sip(data):  # a flood of random datagrams must stay cheap
+            c.junk += 1
+            where = (peer.ip, peer.port, len(data))
+            self._warn("SIP %s:%d: %d-byte datagram that is not SIP: dropped", *where)
+            return
+        try:
+            message = parse_message(data, max_size=self.max_message_bytes)
+            if isinstance(message, SipResponse):
+                self._response(message)
+                return
+            method = message.method.upper()
+            key = (transaction_id(message), "INVITE" if method == "ACK" else method)
+            message.to  # noqa: B018 - checks To, as transaction_id checked Via, Call-ID, CSeq and From
+            target = message.vias[0].response_target(peer.ip, peer.port)
+            if message.cseq[1].upper() != method:
+                raise SipError(f"CSeq method {message.cseq[1]} is not {method}")
+        except SipError as exc:
+            self._malformed(data, peer, exc)
+            return
+        c.requests[method if method in KNOWN_METHODS else "other"] += 1  # bounded: peer input
+        if method == "ACK":
+            self._ack(message, key)
+            return
+        tx, again = self.transactions.receive(message, key, peer, target, self._now)
+        if tx is None:
+            c.retransmissions += 1
+            self._out.extend(again)
+            return
+        if not self.allowed(peer.ip):
+            self._warn("SIP %s from %s:%d: not in allow_from: 403", method, peer.ip, peer.port)
+            self._reply(tx, 403, "Forbidden (source not in allow_from)")
+            return
+        handler = getattr(self, f"_on_{method.lower()}", None)
+        if handler is not None:
+            handler(tx, message)
+        elif method == "PRACK":
+            self._reply(tx, 481)
+        elif method in REFUSED_METHODS:
+            self._reply(tx, 405, headers=[("Allow", ALLOW)])
+        else:
+            self._reply(tx, 501, headers=[("Allow", ALLOW)])
+
+    def _malformed(self, data: bytes, peer: Peer, exc: SipError) -> None:
+        self.counters.junk += 1
+        self._warn("SIP %s:%d: malformed message (%s)", peer.ip, peer.port, exc)
+        request = salvage(data) if self.allowed(peer.ip) else None  # no answers to strangers' junk
+        if request is None:
+            return
+        try:
+            target = request.vias[0].response_target(peer.ip, peer.port)
+            reason = f"Bad Request ({phrase(str(exc))})"
+            self._out.append(Send(peer, self._build(request, peer, 400, reason, None), target))
+        except (SipError, IndexError):
+            return
+
+    def _response(self, response: SipResponse) -> None:
+        try:
+            if self.transactions.receive_response(
+                response.branch or "", response.status, self._now
+            ):
+                return
+        except SipError:
+            pass
+        self.counters.stray += 1
+
+    def _build(
+        self,
+        request: SipRequest,
+        peer: Peer,
+        status: int,
+        reason: str | None,
+        to_tag: str | None,
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes = b"",
+        content_type: str | None = None,
+    ) -> bytes:
+        if to_tag is None and status > 100:
+            to_tag = secrets.token_hex(6)
+        self.counters.responses[status] += 1
+        return build_response(
+            request,
+            status,
+            reason,
+            to_tag=to_tag if status > 100 else None,
+            headers=[*(headers or []), ("Server", SERVER)],
+            body=body,
+            content_type=content_type,
+            source=(peer.ip, peer.port),
+        ).to_bytes()
+
+    def _reply(
+        self,
+        tx: ServerTransaction,
+        status: int,
+        reason: str | None = None,
+        *,
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes = b"",
+        content_type: str | None = None,
+    ) -> None:
+        """Answer ``tx`` (once: a transaction's final response is never replaced)."""
+        if tx.final:
+            return
+        owner = tx.owner
+        to_tag = owner.dialog.local_tag if isinstance(owner, Call) else None
+        data = self._build(tx.request, tx.peer, status, reason, to_tag, headers, body, content_type)
+        self._out.extend(self.transactions.respond(tx, data, status, self._now))
+
+    def _contact(self, peer: Peer) -> str:
+        ip = self.local_ip(peer.ip)
+        host = f"[{ip}]" if ":" in ip else ip
+        return f"<sip:streamd@{host}:{self.port};transport={peer.transport.lower()}>"
+
+    def _dialog(self, req: SipRequest) -> Call | None:
+        call = self.calls.get(req.call_id)
+        if call is None or req.to_tag != call.dialog.local_tag:
+            return None
+        if call.dialog.remote_tag is not None and req.from_tag != call.dialog.remote_tag:
+            return None
+        return call
+
+    def _in_dialog(self, tx: ServerTransaction, req: SipRequest) -> Call | None:
+        """The request's call, its CSeq checked; None once answered 481 or 500."""
+        call = self._dialog(req)
+        if call is None:
+            self._reply(tx, 481, "Call/Transaction Does Not Exist")
+            return None
+        number = req.cseq[0]
+        if number <= call.dialog.remote_cseq:
+            self._reply(tx, 500, "Server Internal Error (CSeq out of order)")
+            return None
+        call.dialog.remote_cseq = number
+        tx.owner = call
+        return call
+
+    # -- methods -----------------------------------------------------------------------------
+
+    def _on_options(self, tx: ServerTransaction, req: SipRequest) -> None:
+        headers = [("Allow", ALLOW), ("Accept", ACCEPT), ("Supported", "siprec")]
+        headers.append(("Contact", self._contact(tx.peer)))
+        self._reply(tx, 200 if self.accepting else 503, headers=headers)
+
+    def _on_info(self, tx: ServerTransaction, req: SipRequest) -> None:
+        if self._in_dialog(tx, req) is not None:
+            self._reply(tx, 200)
+
+    def _on_bye(self, tx: ServerTransaction, req: SipRequest) -> None:
+        call = self._in_dialog(tx, req)
+        if call is not None:
+            self._reply(tx, 200)
+            where = (call.call_id, tx.peer.ip, tx.peer.port)
+            self._out.append(Log("info", "call %s: BYE from %s:%d", where))
+            self._end_call(call, "bye")
+
+    def _on_cancel(self, tx: ServerTransaction, req: SipRequest) -> None:
+        invite = self.transactions.get((tx.key[0], "INVITE"))
+        if invite is None:
+            self._reply(tx, 481, "Call/Transaction Does Not Exist")
+            return
+        self._reply(tx, 200)
+        call = invite.owner
+        if invite.final or not isinstance(call, Call):
+            return  # already answered: the CANCEL has no effect (the caller will BYE)
+        call.cancelled = True
+        self._reply(invite, 487)
+        self._out.append(Log("info", "call %s: CANCELed before the answer", (call.call_id,)))
+        self._forget(call)
+
+    def _on_invite(self, tx: ServerTransaction, req: SipRequest) -> None:
+        if req.to_tag is not None:
+            call = self._in_dialog(tx, req)
+            if call is not None:
+                self._offer_in_dialog(tx, req, call)
+            return
+        if not self.accepting:
+            retry = [("Retry-After", "30")]
+            self._reply(tx, 503, "Service Unavailable (shutting down)", headers=retry)
+            return
+        if len(self.calls) >= self.max_calls:
+            where = (req.call_id, tx.peer.ip, self.max_calls)
+            self._warn("INVITE %s from %s: max_calls (%d) reached: 486", *where)
+            self._reply(tx, 486, f"Busy Here (max_calls {self.max_calls} reached)")
+            return
+        if req.call_id in self.calls:
+            self._reply(tx, 482, "Loop Detected")
+            return
+        try:
+            check_require(req)
+            offer, metadata = read_offer(req, initial=True)
+            dialog = Dialog.of(req)
+        except Rejected as exc:
+            self._reply_rejected(tx, exc)
+            return
+        except SipError as exc:
+            self._reply(tx, 400, f"Bad Request ({phrase(str(exc))})")
+            return
+        assert offer is not None
+        call = Call(dialog, tx.peer, invite_tx=tx, pending=tx, negotiating=True)
+        tx.owner = call
+        self.calls[call.call_id] = call
+        self._reply(tx, 100)
+        self._offers[call] = (offer, metadata)
+        if self.answer_delay_s:
+            self._reply(tx, 180)
+            call.ring_until = self._now + self.answer_delay_s
+        else:
+            self._start(call)
+
+    def _on_update(self, tx: ServerTransaction, req: SipRequest) -> None:
+        call = self._in_dialog(tx, req)
+        if call is not None:
+            self._offer_in_dialog(tx, req, call)
+
+    def _offer_in_dialog(self, tx: ServerTransaction, req: SipRequest, call: Call) -> None:
+        """re-INVITE or UPDATE: a new offer, metadata only, or (no body) a session refresh."""
+        if call.negotiating:
+            self._reply(tx, 491, headers=[("Retry-After", "1")])
+            return
+        try:
+            check_require(req)
+            offer, metadata = read_offer(req, initial=False)
+        except Rejected as exc:
+            self._reply_rejected(tx, exc)
+            return
+        if offer is None:
+            if metadata is not None:
+                self._out.append(UpdateMetadata(call, metadata))
+            self._answered(tx, call, call.last_answer if req.method.upper() == "INVITE" else b"")
+            return
+        call.pending, call.negotiating = tx, True
+        self._offers[call] = (offer, metadata)
+        self._start(call)
+
+    def _start(self, call: Call) -> None:
+        offer, metadata = self._offers.pop(call)
+        initial = not call.answered and call.pending is call.invite_tx
+        self._out.append(Negotiate(call, offer, metadata, initial))
+
+    def _reply_rejected(self, tx: ServerTransaction, exc: Rejected) -> None:
+        if exc.status >= 500 or exc.status == 488:
+            where = (tx.key[1], tx.peer.ip, tx.peer.port, exc.status, exc.reason)
+            self._warn("SIP %s from %s:%d: %d %s", *where)
+        self._reply(tx, exc.status, exc.reason, headers=exc.headers)
+
+    def _answered(self, tx: ServerTransaction, call: Call, body: bytes) -> None:
+        if tx.invite:
+            call.invite_tx = tx
+        headers = [("Contact", self._contact(tx.peer)), ("Allow", ALLOW), ("Supported", "siprec")]
+        content_type = "application/sdp" if body else None
+        self._reply(tx, 200, headers=headers, body=body, content_type=content_type)
+
+    def _ack(self, req: SipRequest, key: Key) -> None:
+        if self.transactions.receive_ack(key, self._now):
+            return  # the ACK of a non-2xx final: same transaction
+        call = self._dialog(req)
+        if call is None:
+            self.counters.stray += 1
+            return
+        invite = call.invite_tx
+        if invite is not None and req.cseq[0] == invite.request.cseq[0]:
+            self.transactions.acked(invite)
+        if call.state == "proceeding":
+            call.state = "confirmed"
+
+    # -- ending calls ----------------------------------------------------------------------------
+
+    def _forget(self, call: Call) -> None:
+        self._offers.pop(call, None)
+        call.ring_until = None
+        if self.calls.get(call.call_id) is call:
+            del self.calls[call.call_id]
+            self._out.append(Forget(call))
+
+    def _end_call(self, call: Call, reason: str, bye: bool = False) -> None:
+        self._offers.pop(call, None)
+        call.ring_until = None
+        if self.calls.get(call.call_id) is call:
+            del self.calls[call.call_id]
+        call.state = "ended"
+        if call.invite_tx is not None:
+            self._reply(call.invite_tx, 487)  # BYE in the early dialog (nothing once answered)
+            self.transactions.acked(call.invite_tx)  # no more 2xx retransmissions
+        if bye and call.answered:
+            via = self.local_ip(call.peer.ip)
+            branch, data = call.dialog.bye(via, self.port, call.peer.transport)
+            self.counters.byes_sent += 1
+            self._out.extend(self.transactions.send_request(call.peer, branch, data, self._now))
+        self._out.append(EndCall(call, reason))
+
+    def _unacked(self, tx: ServerTransaction) -> None:
+        call = tx.owner
+        if isinstance(call, Call) and self.calls.get(call.call_id) is call:
+            self._warn("call %s: our 200 OK was never ACKed: ending the call", call.call_id)
+            self._end_call(call, "no ACK", bye=True)
