@@ -97,7 +97,8 @@ class Call:
 
     dialog: Dialog
     peer: Peer
-    invite_tx: ServerTransaction | None = None  # the INVITE whose 2xx an ACK confirms
+    invite_tx: ServerTransaction | None = None  # the INVITE that set the call up
+    unacked: dict[int, ServerTransaction] = field(default_factory=dict, repr=False)  # 2xx, by CSeq
     state: str = "proceeding"  # proceeding -> confirmed -> ended
     cancelled: bool = False
     negotiating: bool = False  # an offer is being answered: another one gets 491

@@ -169,14 +169,17 @@ class Transactions:
         tx = self.items.get(key)
         if tx is not None:
             return None, [] if tx.response is None else [Send(tx.peer, tx.response, tx.target)]
-        while len(self.items) >= self.limit:  # the oldest goes first (dicts keep insertion order)
-            del self.items[next(iter(self.items))]
         tx = ServerTransaction(key, peer, target, request, now, end_at=now + STALE)
         if not tx.invite:
             tx.state = "trying"
-        self.items[key] = tx
-        self._schedule(tx)
+        self._insert(tx)
         return tx, []
+
+    def _insert(self, tx: ServerTransaction) -> None:
+        while len(self.items) >= self.limit:  # the oldest goes first (dicts keep insertion order)
+            del self.items[next(iter(self.items))]
+        self.items[tx.key] = tx
+        self._schedule(tx)
 
     def receive_ack(self, key: Key, now: float) -> bool:
         """True when the ACK belongs to an INVITE transaction whose final was a non-2xx (it is
@@ -207,7 +210,9 @@ class Transactions:
                 tx.state = "completed"
                 if tx.peer.reliable:
                     tx.end_at = now  # Timer J is 0 over TCP
-            if self.items.get(tx.key) is tx:
+            if tx.key not in self.items:  # dropped (stale, or the bound) while the TU answered
+                self._insert(tx)
+            elif self.items[tx.key] is tx:
                 self._schedule(tx)
         elif tx.state == "trying":
             tx.state = "proceeding"

@@ -426,6 +426,7 @@ class Uas:
         if invite is None:
             self._reply(tx, 481, "Call/Transaction Does Not Exist")
             return
+        tx.owner = invite.owner  # the same To tag as the INVITE's responses (§9.2)
         self._reply(tx, 200)
         call = invite.owner
         if invite.final or not isinstance(call, Call):
@@ -512,8 +513,8 @@ class Uas:
         self._reply(tx, exc.status, exc.reason, headers=exc.headers)
 
     def _answered(self, tx: ServerTransaction, call: Call, body: bytes) -> None:
-        if tx.invite:
-            call.invite_tx = tx
+        if tx.invite:  # its 2xx is resent until the ACK with the same CSeq comes
+            call.unacked[tx.request.cseq[0]] = tx
         headers = [("Contact", self._contact(tx.peer)), ("Allow", ALLOW), ("Supported", "siprec")]
         content_type = "application/sdp" if body else None
         self._reply(tx, 200, headers=headers, body=body, content_type=content_type)
@@ -525,8 +526,8 @@ class Uas:
         if call is None:
             self.counters.stray += 1
             return
-        invite = call.invite_tx
-        if invite is not None and req.cseq[0] == invite.request.cseq[0]:
+        invite = call.unacked.pop(req.cseq[0], None)
+        if invite is not None:
             self.transactions.acked(invite)
         if call.state == "proceeding":
             call.state = "confirmed"
@@ -548,7 +549,9 @@ class Uas:
         call.state = "ended"
         if call.invite_tx is not None:
             self._reply(call.invite_tx, 487)  # BYE in the early dialog (nothing once answered)
-            self.transactions.acked(call.invite_tx)  # no more 2xx retransmissions
+        for invite in call.unacked.values():
+            self.transactions.acked(invite)  # no more 2xx retransmissions
+        call.unacked.clear()
         if bye and call.answered:
             via = self.local_ip(call.peer.ip)
             branch, data = call.dialog.bye(via, self.port, call.peer.transport)

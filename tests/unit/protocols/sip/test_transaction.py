@@ -4,6 +4,7 @@ RFC 3261 §17 guarantees against a model of its own."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -261,7 +262,7 @@ class TransactionMachine(RuleBasedStateMachine):
         self.now = max(self.now, due)
         self._fire(self.layer.handle_timeout(self.now), exact)
 
-    def _fire(self, events: list[object], exact: bool) -> None:
+    def _fire(self, events: Sequence[object], exact: bool) -> None:
         for event in events:
             if isinstance(event, Send):
                 self._resent(event, exact)
@@ -275,10 +276,10 @@ class TransactionMachine(RuleBasedStateMachine):
                     model = self.live.pop(event.key)
                     self._check_end(model)
                 else:
-                    peer, sent, answered = self.clients.pop(event.key[0])
+                    _, _, answered = self.clients.pop(event.key[0])
                     assert answered or event.key[0] in self.timed_out
             elif isinstance(event, RequestTimeout):
-                peer, sent, answered = self.clients[event.branch]
+                _, sent, answered = self.clients[event.branch]
                 assert not answered and self.now >= sent + TIMEOUT
                 self.timed_out.add(event.branch)
         # everything due by now happened: nothing live is past its end
@@ -331,7 +332,7 @@ class TransactionMachine(RuleBasedStateMachine):
 
 
 TransactionMachine.TestCase.settings = settings(
-    max_examples=300,
+    max_examples=150,
     stateful_step_count=60,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
