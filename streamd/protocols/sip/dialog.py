@@ -105,7 +105,6 @@ class Call:
     answered: bool = False  # an SDP answer went out: the call has a session (and gets a BYE)
     last_answer: bytes = b""
     pending: ServerTransaction | None = field(default=None, repr=False)  # its offer's request
-    ring_until: float | None = None  # answer_delay_ms: when to start answering
 
     @property
     def call_id(self) -> str:

@@ -157,6 +157,7 @@ class Uas:
         self.transactions = Transactions(max(1024, 8 * max_calls))
         self._out: list[Action] = []
         self._offers: dict[Call, tuple[SessionDescription, RecordingMetadata | None]] = {}
+        self._ringing: dict[Call, float] = {}  # answer delays: when to start answering
         self._now = 0.0
 
     # -- entry points ----------------------------------------------------------------------------
@@ -217,9 +218,9 @@ class Uas:
 
     def deadline(self) -> float | None:
         """When :meth:`handle_timeout` has something to do next (None: nothing pending)."""
-        ringing = [c.ring_until for c in self.calls.values() if c.ring_until is not None]
         due = self.transactions.deadline()
-        return min([*ringing, *([] if due is None else [due])], default=None)
+        ring = min(self._ringing.values(), default=None)
+        return ring if due is None else due if ring is None else min(due, ring)
 
     def handle_timeout(self, now: float) -> list[Action]:
         """Timers: retransmissions, transaction timeouts, an answer delay that ran out."""
@@ -229,9 +230,9 @@ class Uas:
                 self._out.append(event)
             elif isinstance(event, Unacked):
                 self._unacked(event.tx)
-        for call in list(self.calls.values()):
-            if call.ring_until is not None and call.ring_until <= now:
-                call.ring_until = None
+        for call, until in list(self._ringing.items()):
+            if until <= now:
+                del self._ringing[call]
                 self._start(call)
         return self._flush()
 
@@ -241,7 +242,7 @@ class Uas:
         self._now = now
         self.accepting = False
         for call in list(self.calls.values()):
-            call.ring_until = call.pending = None
+            call.pending = None
             call.negotiating = False
             if call.invite_tx is not None and not call.answered:
                 self._reply(call.invite_tx, 503, "Service Unavailable (shutting down)")
@@ -472,7 +473,7 @@ class Uas:
         self._offers[call] = (offer, metadata)
         if self.answer_delay_s:
             self._reply(tx, 180)
-            call.ring_until = self._now + self.answer_delay_s
+            self._ringing[call] = self._now + self.answer_delay_s
         else:
             self._start(call)
 
@@ -536,14 +537,14 @@ class Uas:
 
     def _forget(self, call: Call) -> None:
         self._offers.pop(call, None)
-        call.ring_until = None
+        self._ringing.pop(call, None)
         if self.calls.get(call.call_id) is call:
             del self.calls[call.call_id]
             self._out.append(Forget(call))
 
     def _end_call(self, call: Call, reason: str, bye: bool = False) -> None:
         self._offers.pop(call, None)
-        call.ring_until = None
+        self._ringing.pop(call, None)
         if self.calls.get(call.call_id) is call:
             del self.calls[call.call_id]
         call.state = "ended"
