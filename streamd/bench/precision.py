@@ -1,5 +1,5 @@
-"""``streamd bench precision``: fp16 / int8 variants of an installed model, kept only where
-parity on labelled phone audio holds.
+"""``streamd bench precision``: fp16 / int8 variants of an installed model, and front-end reuse,
+kept only where parity on labelled phone audio holds.
 
 Each variant is made from the installed ONNX file (fp16: weights and activations in float16
 with float32 input/output; int8: dynamic quantisation of MatMul/Gemm, as ``models export
@@ -8,6 +8,9 @@ mu-law) is scored by the fp32 model and by the variant, on the same provider. Pa
 no decision flips at the model's threshold, the AUC moves by at most ``--max-auc-drop`` and no
 p_fake moves by more than ``--max-dp``. ``--install`` writes a variant that passes next to the
 original as ``NAME-fp16`` / ``NAME-int8`` (the GPU capacity script uses that).
+
+``reuse`` compares ``model.reuse_front_end`` with whole-window runs on the windows a live stream
+cuts (1 s hop over each clip), scored in stream order, so the cached frames are really reused.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--model", help="installed model name (default: the only one installed)")
     p.add_argument("--models-dir", default="models")
-    p.add_argument("--to", default="fp16,int8", help="variants: fp16, int8 (default both)")
+    p.add_argument(
+        "--to", default="fp16,int8,reuse", help="variants: fp16, int8, reuse (default all)"
+    )
     p.add_argument("--provider", choices=["cpu", "cuda", "tensorrt"], default="cpu")
     p.add_argument("--shared", help="the shared data folder (default: ../shared when present)")
     p.add_argument("--clips", type=int, default=16, help="clips per label (default 16)")
@@ -85,19 +90,50 @@ def labelled_windows(shared: Path, per_label: int, seconds: float) -> tuple[list
     return windows, np.asarray(labels)
 
 
-def compare(base: Any, variant: Any, windows: list[Any], labels: np.ndarray) -> dict[str, Any]:
+def labelled_streams(
+    shared: Path, per_label: int, window: int, hop: int = 16000
+) -> tuple[list[np.ndarray], list[tuple[str, int]], np.ndarray]:
+    """Windows a live stream would cut from each clip (G.711, 1 s hop), with their places."""
+    from streamd.bench.speech import shared_clips
+    from streamd.offline.channel import g711_roundtrip
+    from streamd.pipeline.audio import load_audio
+
+    windows, places, labels = [], [], []
+    for label in ("real", "fake"):
+        taken = 0
+        for source, files in shared_clips(shared, label, per_source=2).items():
+            for f in files:
+                x = g711_roundtrip(load_audio(f))
+                if taken >= per_label or len(x) < window + hop:
+                    continue
+                for end in range(window, len(x) + 1, hop):
+                    windows.append(x[end - window : end])
+                    places.append((f"{source}/{f.name}", end))
+                    labels.append(int(label == "fake"))
+                taken += 1
+    return windows, places, np.asarray(labels)
+
+
+def compare(
+    base: Any,
+    variant: Any,
+    windows: list[Any],
+    labels: np.ndarray,
+    places: list[tuple[str, int]] | None = None,
+) -> dict[str, Any]:
     from streamd.offline.metrics import roc_auc
 
-    def timed(det: Any) -> tuple[np.ndarray, float]:
-        det.score_windows(windows[:1])  # warm-up
+    def timed(det: Any, at: list[tuple[str, int]] | None) -> tuple[np.ndarray, float]:
+        det.score_windows(windows[:1])  # warm-up (no place: the stream caches stay empty)
         t = time.perf_counter()
-        p = np.concatenate(
-            [det.score_windows(windows[i : i + 4])[0] for i in range(0, len(windows), 4)]
-        )
-        return p, (time.perf_counter() - t) / len(windows)
+        runs = [
+            det.score_windows(windows[i : i + 4], at[i : i + 4] if at else None)[0]
+            for i in range(0, len(windows), 4)
+        ]
+        return np.concatenate(runs), (time.perf_counter() - t) / len(windows)
 
-    p0, t0 = timed(base)
-    p1, t1 = timed(variant)
+    p0, t0 = timed(base, None)
+    p1, t1 = timed(variant, places)
     thr = base.manifest.threshold
     both = len(set(labels.tolist())) == 2
     return {
@@ -116,11 +152,11 @@ def run(args: argparse.Namespace) -> int:
     from streamd.bench.speech import find_shared
     from streamd.errors import UsageError
     from streamd.model.manifest import resolve_manifest
-    from streamd.model.session import Detector
+    from streamd.model.session import Detector, RuntimeOptions
 
     kinds = [k.strip() for k in args.to.split(",") if k.strip()]
-    if not kinds or any(k not in ("fp16", "int8") for k in kinds):
-        raise UsageError("--to takes fp16 and/or int8")
+    if not kinds or any(k not in ("fp16", "int8", "reuse") for k in kinds):
+        raise UsageError("--to takes fp16, int8 and/or reuse")
     shared = find_shared(args.shared)
     if shared is None:
         print("../shared/data is absent: no labelled audio to check parity on; skipped")
@@ -132,13 +168,28 @@ def run(args: argparse.Namespace) -> int:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for kind in kinds:
+            if kind == "reuse":
+                variant = Detector.load(
+                    manifest,
+                    providers[args.provider],
+                    runtime=RuntimeOptions(reuse_front_end=True),
+                )
+                if variant.reuse is None:
+                    print(f"reuse: {base.name} has no front end to reuse; skipped")
+                    continue
+                sw, sp, sl = labelled_streams(
+                    shared, max(2, args.clips // 4), base.manifest.max_samples
+                )
+                r = compare(base, variant, sw, sl, sp)
+                r["reused"] = variant.reuse.reused / max(
+                    1, variant.reuse.reused + variant.reuse.full
+                )
+                results[kind] = r | {"parity": _parity(r, args)}
+                continue
             vpath = make_variant(manifest, kind, Path(tmp))
             variant = Detector.load(vpath, providers[args.provider])
             r = compare(base, variant, windows, labels)
-            auc_drop = (r["auc_fp32"] or 0) - (r["auc_variant"] or 0)
-            r["parity"] = bool(
-                r["flips"] == 0 and r["max_dp"] <= args.max_dp and auc_drop <= args.max_auc_drop
-            )
+            r["parity"] = _parity(r, args)
             if args.install and r["parity"]:
                 for f in (vpath, vpath.with_suffix(".onnx")):
                     shutil.copy2(f, manifest.parent / f.name)
@@ -163,5 +214,11 @@ def run(args: argparse.Namespace) -> int:
             f"{r['ms_per_window_fp32']:.0f} -> {r['ms_per_window_variant']:.0f} ms/window: "
             f"{'parity holds' if r['parity'] else 'PARITY FAILS'}"
             + (f", installed as {r['installed']}" if r.get("installed") else "")
+            + (f", {r['reused']:.0%} of windows from cached frames" if "reused" in r else "")
         )
     return 0
+
+
+def _parity(r: dict[str, Any], args: argparse.Namespace) -> bool:
+    auc_drop = (r["auc_fp32"] or 0) - (r["auc_variant"] or 0)
+    return bool(r["flips"] == 0 and r["max_dp"] <= args.max_dp and auc_drop <= args.max_auc_drop)
