@@ -18,6 +18,9 @@ TARGETS = [
     "streamd.bench.capacity",
     "streamd.bench.adaptive",
     "streamd.bench.precision",
+    "streamd.bench.nats",
+    "streamd.bench.triton",
+    "streamd.bench.tier",
 ]
 
 

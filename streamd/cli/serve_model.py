@@ -54,7 +54,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--triton-name", help="name on Triton (default: the model's name)")
     p.add_argument(
-        "--max-batch", type=int, default=64, help="largest batch Triton forms (default 64)"
+        "--max-batch",
+        type=int,
+        default=16,
+        help="largest batch Triton forms (default 16). Memory grows with it: AASIST-L on CPU "
+        "took over 15 GB at batch 64 and was OOM-killed",
     )
     p.add_argument(
         "--queue-delay-us",

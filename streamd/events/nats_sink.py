@@ -120,6 +120,7 @@ class NatsOutbox:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._acked_upto: int | None = None  # acked in this read batch, not yet marked sent
 
     # -- bus side -------------------------------------------------------------------------
 
@@ -261,13 +262,20 @@ class NatsOutbox:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE_RECHECK_S)
                 continue
-            step = self.cfg.max_in_flight
-            for start in range(0, len(rows), step):
-                await self._publish_window(rows[start : start + step])
+            # Rows are marked sent once per read batch (and before a failure propagates): a
+            # crash in between only re-sends acked rows, which JetStream drops by Nats-Msg-Id.
+            self._acked_upto = None
+            try:
+                step = self.cfg.max_in_flight
+                for start in range(0, len(rows), step):
+                    await self._publish_window(rows[start : start + step])
+            finally:
+                if self._acked_upto is not None:
+                    await asyncio.to_thread(self.store.mark_sent, self._acked_upto, rows[0][0])
             self.backlog = await asyncio.to_thread(self.store.unsent_count)
 
     async def _publish_window(self, rows: list[tuple[int, str, str | None, str]]) -> None:
-        """Publish rows concurrently; mark the acked prefix sent; raise on the first failure."""
+        """Publish rows concurrently; note the acked prefix; raise on the first failure."""
         from nats.js.api import Header
 
         loop = asyncio.get_running_loop()
@@ -293,7 +301,7 @@ class NatsOutbox:
             acked += 1
             self.duplicates += bool(result.duplicate)
         if acked:
-            await asyncio.to_thread(self.store.mark_sent, rows[acked - 1][0], rows[0][0])
+            self._acked_upto = rows[acked - 1][0]
             self.published += acked
             self.backlog = max(0, self.backlog - acked)
             self.last_ack_s = loop.time() - t0

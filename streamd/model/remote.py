@@ -54,6 +54,7 @@ class ServerState:
     last_error: str = ""
     requests: int = 0
     failures: int = 0
+    max_batch: int | None = None  # the model's max_batch_size there, read on first use
 
 
 @dataclass
@@ -162,6 +163,24 @@ class RemoteDetector(Detector):
                 continue
             if server.client is None:
                 server.client = grpcclient.InferenceServerClient(server.url)
+            try:
+                if server.max_batch is None:
+                    server.max_batch = await self._max_batch(server)
+            except InferenceServerException as exc:
+                self._mark_down(server, f"{exc.status() or 'error'}: {exc.message()}")
+                continue
+            except (OSError, asyncio.TimeoutError) as exc:
+                self._mark_down(server, f"{type(exc).__name__}: {exc}")
+                continue
+            if server.max_batch and len(batch) > server.max_batch:
+                # Bigger than the server takes in one request: split (the server batches again).
+                step = server.max_batch
+                parts = await asyncio.gather(
+                    *(self.infer_async(batch[i : i + step]) for i in range(0, len(batch), step))
+                )
+                if waited:
+                    self.waiting -= 1
+                return np.concatenate(parts)
             inp = grpcclient.InferInput(m.input, list(batch.shape), "FP32")
             inp.set_data_from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
             server.requests += 1
@@ -190,6 +209,13 @@ class RemoteDetector(Detector):
             if out is None:
                 raise ModelError(f"triton {server.url}: no output {m.output!r} in the response")
             return np.asarray(out, dtype=np.float32)
+
+    async def _max_batch(self, server: ServerState) -> int:
+        """The model's ``max_batch_size`` on that server (0: no batching dimension)."""
+        cfg = await server.client.get_model_config(
+            self.model_name, as_json=True, client_timeout=self.timeout_s
+        )
+        return int(cfg.get("config", {}).get("max_batch_size", 0) or 0)
 
     def _mark_down(self, server: ServerState, reason: str) -> None:
         server.failures += 1

@@ -101,6 +101,11 @@ async def test_64_concurrent_windows_run_in_fewer_executions(
     p_local, _ = local.score_windows(windows)
     p_remote = np.array([p[0] for p, _ in results])
     assert np.abs(p_remote - p_local).max() <= 1e-5
+    # One batch larger than the server's max_batch_size (16) is split, not refused.
+    p_big, _ = await clients[0].score_windows_async(windows[:40])
+    assert clients[0].servers[0].max_batch == 16
+    assert np.abs(p_big - p_local[:40]).max() <= 1e-5
+    await clients[0].aclose()
 
 
 def test_two_daemons_score_through_one_server_like_local(
