@@ -27,13 +27,18 @@ from (over the INVITE's TCP connection, or by UDP with Timer E retransmissions).
 
 from __future__ import annotations
 
-import secrets
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Literal
 
-from streamd import __version__
+from streamd.protocols.sip.core import (
+    Action,
+    EndCall,
+    Forget,
+    Log,
+    Negotiate,
+    SipCounters,
+    UasCore,
+    UpdateMetadata,
+)
 from streamd.protocols.sip.dialog import (
     ACCEPT,
     ALLOW,
@@ -43,97 +48,28 @@ from streamd.protocols.sip.dialog import (
     check_require,
     read_offer,
 )
-from streamd.protocols.sip.malformed import looks_like_sip, phrase, salvage
-from streamd.protocols.sip.message import (
-    SipError,
-    SipRequest,
-    SipResponse,
-    build_response,
-    is_keepalive,
-    parse_message,
-)
+from streamd.protocols.sip.malformed import phrase
+from streamd.protocols.sip.message import SipError, SipRequest
 from streamd.protocols.sip.sdp import SessionDescription
 from streamd.protocols.sip.siprec import RecordingMetadata
-from streamd.protocols.sip.transaction import (
-    Key,
-    Peer,
-    Send,
-    ServerTransaction,
-    Transactions,
-    Unacked,
-    transaction_id,
-)
+from streamd.protocols.sip.transaction import Key, Peer, Send, ServerTransaction, Unacked
 
-REFUSED_METHODS = frozenset({"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH"})
-KNOWN_METHODS = REFUSED_METHODS | {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE"}
-KNOWN_METHODS |= {"INFO", "PRACK"}
-SERVER = f"streamd/{__version__}"
-
-
-@dataclass(frozen=True, eq=False)
-class Negotiate:
-    """Answer ``offer`` for ``call`` (bind ports, open or retune streams), then report back with
-    :meth:`Uas.negotiated`. ``initial``: the call's first offer."""
-
-    call: Call
-    offer: SessionDescription
-    metadata: RecordingMetadata | None
-    initial: bool
+__all__ = [
+    "Action",
+    "EndCall",
+    "Forget",
+    "Log",
+    "Negotiate",
+    "Peer",
+    "SipCounters",
+    "Uas",
+    "UpdateMetadata",
+]
 
 
-@dataclass(frozen=True, eq=False)
-class UpdateMetadata:
-    """SIPREC metadata without a new offer: it names streams added later."""
-
-    call: Call
-    metadata: RecordingMetadata
-
-
-@dataclass(frozen=True, eq=False)
-class Forget:
-    """The call is gone before it had media (CANCEL, a failed first offer): stop answering."""
-
-    call: Call
-
-
-@dataclass(frozen=True, eq=False)
-class EndCall:
-    """End the call's streams (buffered audio is scored first)."""
-
-    call: Call
-    reason: str
-
-
-@dataclass(frozen=True)
-class Log:
-    """A line for the adapter's log; warnings go through its rate limit."""
-
-    level: Literal["warning", "info", "error"]
-    msg: str
-    args: tuple[object, ...] = ()
-    exc: BaseException | None = None  # an "error" carries what went wrong, for the traceback
-
-
-Action = Send | Negotiate | UpdateMetadata | Forget | EndCall | Log
-
-
-@dataclass
-class SipCounters:
-    requests: Counter[str] = field(default_factory=Counter)  # by method
-    responses: Counter[int] = field(default_factory=Counter)  # sent, by status
-    junk: int = 0  # datagrams (or TCP frames) that are not SIP
-    oversize: int = 0  # over max_message_bytes
-    keepalives: int = 0
-    retransmissions: int = 0
-    stray: int = 0  # responses and ACKs that match nothing
-    calls: int = 0  # answered with 200
-    byes_sent: int = 0
-    tcp_errors: int = 0
-
-
-class Uas:
-    """See the module docstring. ``allowed`` and ``local_ip`` are the adapter's policies (the
-    ``allow_from`` check, the address to advertise to a peer); both are plain lookups."""
+class Uas(UasCore):
+    """See the module docstring; :class:`~streamd.protocols.sip.core.UasCore` does what every
+    request goes through, this class what each method means for a call."""
 
     def __init__(
         self,
@@ -145,32 +81,22 @@ class Uas:
         allowed: Callable[[str], bool],
         local_ip: Callable[[str], str],
     ) -> None:
-        self.port = port
+        super().__init__(
+            port=port,
+            max_message_bytes=max_message_bytes,
+            max_transactions=max(1024, 8 * max_calls),
+            allowed=allowed,
+            local_ip=local_ip,
+        )
         self.max_calls = max_calls
-        self.max_message_bytes = max_message_bytes
         self.answer_delay_s = answer_delay_s
-        self.allowed = allowed
-        self.local_ip = local_ip
         self.accepting = False
-        self.counters = SipCounters()
         self.calls: dict[str, Call] = {}
-        self.transactions = Transactions(max(1024, 8 * max_calls))
-        self._out: list[Action] = []
         self._offers: dict[Call, tuple[SessionDescription, RecordingMetadata | None]] = {}
         self._ringing: dict[Call, float] = {}  # answer delays: when to start answering
         self._now = 0.0
 
-    # -- entry points ----------------------------------------------------------------------------
-
-    def receive(self, data: bytes, peer: Peer, now: float) -> list[Action]:
-        """One datagram or TCP frame from ``peer``."""
-        self._now = now
-        try:
-            self._handle(data, peer)
-        except Exception as exc:  # one bad message must never take the listener down
-            where = (peer.ip, peer.port)
-            self._out.append(Log("error", "SIP message from %s:%d not handled", where, exc))
-        return self._flush()
+    # -- entry points (and receive, in the core) -------------------------------------------------
 
     def negotiated(
         self,
@@ -248,138 +174,6 @@ class Uas:
                 self._reply(call.invite_tx, 503, "Service Unavailable (shutting down)")
             self._end_call(call, "shutdown", bye=True)
         return self._flush()
-
-    # -- incoming messages -----------------------------------------------------------------------
-
-    def _flush(self) -> list[Action]:
-        out, self._out = self._out, []
-        return out
-
-    def _warn(self, msg: str, *args: object) -> None:
-        self._out.append(Log("warning", msg, args))
-
-    def _handle(self, data: bytes, peer: Peer) -> None:
-        c = self.counters
-        if len(data) > self.max_message_bytes:
-            c.oversize += 1
-            where = (peer.ip, peer.port, len(data))
-            self._warn("SIP %s:%d: %d-byte message over max_message_bytes: dropped", *where)
-            return
-        if is_keepalive(data):
-            c.keepalives += 1
-            return
-        if not looks_like_sip(data):  # a flood of random datagrams must stay cheap
-            c.junk += 1
-            where = (peer.ip, peer.port, len(data))
-            self._warn("SIP %s:%d: %d-byte datagram that is not SIP: dropped", *where)
-            return
-        try:
-            message = parse_message(data, max_size=self.max_message_bytes)
-            if isinstance(message, SipResponse):
-                self._response(message)
-                return
-            method = message.method.upper()
-            key = (transaction_id(message), "INVITE" if method == "ACK" else method)
-            message.to  # noqa: B018 - checks To, as transaction_id checked Via, Call-ID, CSeq and From
-            target = message.vias[0].response_target(peer.ip, peer.port)
-            if message.cseq[1].upper() != method:
-                raise SipError(f"CSeq method {message.cseq[1]} is not {method}")
-        except SipError as exc:
-            self._malformed(data, peer, exc)
-            return
-        c.requests[method if method in KNOWN_METHODS else "other"] += 1  # bounded: peer input
-        if method == "ACK":
-            self._ack(message, key)
-            return
-        tx, again = self.transactions.receive(message, key, peer, target, self._now)
-        if tx is None:
-            c.retransmissions += 1
-            self._out.extend(again)
-            return
-        if not self.allowed(peer.ip):
-            self._warn("SIP %s from %s:%d: not in allow_from: 403", method, peer.ip, peer.port)
-            self._reply(tx, 403, "Forbidden (source not in allow_from)")
-            return
-        handler = getattr(self, f"_on_{method.lower()}", None)
-        if handler is not None:
-            handler(tx, message)
-        elif method == "PRACK":
-            self._reply(tx, 481)
-        elif method in REFUSED_METHODS:
-            self._reply(tx, 405, headers=[("Allow", ALLOW)])
-        else:
-            self._reply(tx, 501, headers=[("Allow", ALLOW)])
-
-    def _malformed(self, data: bytes, peer: Peer, exc: SipError) -> None:
-        self.counters.junk += 1
-        self._warn("SIP %s:%d: malformed message (%s)", peer.ip, peer.port, exc)
-        request = salvage(data) if self.allowed(peer.ip) else None  # no answers to strangers' junk
-        if request is None:
-            return
-        try:
-            target = request.vias[0].response_target(peer.ip, peer.port)
-            reason = f"Bad Request ({phrase(str(exc))})"
-            self._out.append(Send(peer, self._build(request, peer, 400, reason, None), target))
-        except (SipError, IndexError):
-            return
-
-    def _response(self, response: SipResponse) -> None:
-        try:
-            if self.transactions.receive_response(
-                response.branch or "", response.status, self._now
-            ):
-                return
-        except SipError:
-            pass
-        self.counters.stray += 1
-
-    def _build(
-        self,
-        request: SipRequest,
-        peer: Peer,
-        status: int,
-        reason: str | None,
-        to_tag: str | None,
-        headers: list[tuple[str, str]] | None = None,
-        body: bytes = b"",
-        content_type: str | None = None,
-    ) -> bytes:
-        if to_tag is None and status > 100:
-            to_tag = secrets.token_hex(6)
-        self.counters.responses[status] += 1
-        return build_response(
-            request,
-            status,
-            reason,
-            to_tag=to_tag if status > 100 else None,
-            headers=[*(headers or []), ("Server", SERVER)],
-            body=body,
-            content_type=content_type,
-            source=(peer.ip, peer.port),
-        ).to_bytes()
-
-    def _reply(
-        self,
-        tx: ServerTransaction,
-        status: int,
-        reason: str | None = None,
-        *,
-        headers: list[tuple[str, str]] | None = None,
-        body: bytes = b"",
-        content_type: str | None = None,
-    ) -> None:
-        """Answer ``tx`` (once: a transaction's final response is never replaced)."""
-        if tx.final:
-            return
-        owner = tx.owner
-        to_tag = owner.dialog.local_tag if isinstance(owner, Call) else None
-        data = self._build(tx.request, tx.peer, status, reason, to_tag, headers, body, content_type)
-        self._out.extend(self.transactions.respond(tx, data, status, self._now))
-
-    def _contact(self, peer: Peer) -> str:
-        ip = self.local_ip(peer.ip)
-        host = f"[{ip}]" if ":" in ip else ip
-        return f"<sip:streamd@{host}:{self.port};transport={peer.transport.lower()}>"
 
     def _dialog(self, req: SipRequest) -> Call | None:
         call = self.calls.get(req.call_id)
