@@ -45,6 +45,13 @@ def register(sub: Any) -> None:
         metavar="S",
         help="override windows.length_s (> 0, at least windows.min_s)",
     )
+    p.add_argument(
+        "--batch",
+        type=int,
+        metavar="N",
+        help="windows per model run (default: model.batch_max on a GPU, at most 4 on a CPU, "
+        "where big batches cost memory and gain little speed)",
+    )
     add_config_args(p)
     p.set_defaults(func=run)
 
@@ -161,6 +168,10 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     apply_window_overrides(cfg, args.hop, args.length)
+    if args.batch is not None and args.batch < 1:
+        from streamd.errors import UsageError
+
+        raise UsageError(f"--batch: must be at least 1, got {args.batch}")
     setup_logging(cfg.logging.level if args.log_level else "warning", cfg.logging.format)
     detector = load_detector(cfg)
     from streamd.pipeline.hub import load_calibration
@@ -168,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     calibration = load_calibration(cfg, detector) if cfg.alerts.raise_ is None else None
     threshold = calibration.raise_ if calibration is not None else detector.manifest.threshold
     rule = AlertRule.of(cfg, threshold)
-    reports = score_files(args.files, cfg, detector)
+    reports = score_files(args.files, cfg, detector, batch=args.batch)
     out = sys.stdout
     failed = False
     if not args.json:

@@ -9,13 +9,13 @@ whole with the model's pad rule (``--short-clips score``, as the AASIST authors'
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from streamd.config import Config
-from streamd.errors import StreamdError
 from streamd.model.session import Detector
 from streamd.offline.datasets import LabeledClip
 from streamd.offline.metrics import (
@@ -58,16 +58,16 @@ def run_eval(
     telephony: str | None = None,
     short_clips: str = "exclude",
     show_progress: bool = True,
+    batch: int | None = None,
 ) -> list[ClipResult]:
+    """Score every clip; each is decoded only when its turn comes, so memory stays flat with the
+    number of clips (``concurrency`` clips in flight, their windows bounded by the player)."""
     results = [ClipResult(c) for c in clips]
-    loaded: list[tuple[str, np.ndarray, int]] = []
-    for i, r in enumerate(results):
-        try:
-            data, rate = _load(r.clip, telephony)
-        except StreamdError as exc:
-            r.error = str(exc)
-            continue
-        loaded.append((str(i), data, rate))
+
+    def loader(r: ClipResult) -> Callable[[], tuple[np.ndarray, int]]:
+        return lambda: _load(r.clip, telephony)
+
+    lazy = [(str(i), loader(r)) for i, r in enumerate(results)]
 
     from rich.progress import (
         BarColumn,
@@ -85,27 +85,35 @@ def run_eval(
         disable=not show_progress,
         transient=True,
     ) as bar:
-        task = bar.add_task("clips", total=len(loaded))
+        task = bar.add_task("clips", total=len(lazy))
 
-        def tick(_: FileReport) -> None:
+        def tick(rep: FileReport) -> None:
+            r = results[int(rep.path)]
+            if rep.error:
+                r.error = rep.error
+            else:
+                r.windows = [float(ev["score"]) for ev in rep.windows]
+            rep.windows.clear()  # the scores are kept above; the events are not needed
             bar.advance(task)
 
-        reports = asyncio.run(score_clips_async(loaded, config, detector, progress=tick))
-    for (key, data, rate), rep in zip(loaded, reports, strict=True):
-        r = results[int(key)]
-        if rep.error:
-            r.error = rep.error
-            continue
-        r.windows = [float(ev["score"]) for ev in rep.windows]
-        if not r.windows and short_clips == "score":
-            audio = data if rate == 16000 and data.ndim == 1 else None
-            if audio is None:
-                from streamd.pipeline.audio import AudioConverter
-
-                conv = AudioConverter(rate)
-                audio = np.concatenate([conv.convert(data), conv.flush()])
-            r.whole = float(detector.score_windows([audio])[0][0])
+        asyncio.run(score_clips_async(lazy, config, detector, progress=tick, batch=batch))
+    if short_clips == "score":
+        for r in results:
+            if r.error is None and not r.windows:
+                r.whole = _score_whole(r.clip, telephony, detector)
     return results
+
+
+def _score_whole(clip: LabeledClip, telephony: str | None, detector: Detector) -> float:
+    """A clip shorter than one window, scored whole with the model's pad rule."""
+    data, rate = _load(clip, telephony)
+    audio = data if rate == 16000 and data.ndim == 1 else None
+    if audio is None:
+        from streamd.pipeline.audio import AudioConverter
+
+        conv = AudioConverter(rate)
+        audio = np.concatenate([conv.convert(data), conv.flush()])
+    return float(detector.score_windows([audio])[0][0])
 
 
 def _metrics(
@@ -179,7 +187,7 @@ def summarize(results: list[ClipResult], threshold: float, far: float = 0.01) ->
         "excluded_short": sum(r.error is None and r.score is None for r in results),
         "scored_whole": sum(r.whole is not None for r in results),
         "window": _metrics(win_s, win_y, threshold, far),
-        "clip": _metrics(clip_s, clip_y, threshold, far),  # type: ignore[arg-type]
+        "clip": _metrics(clip_s, clip_y, threshold, far),
         "per_system": per_system,
         "per_source": per_source,
     }

@@ -19,6 +19,19 @@ from streamd.pipeline.audio import StreamInfo
 from streamd.pipeline.hub import StreamHub
 from streamd.pipeline.scorer import Scorer
 
+CPU_BATCH = 4  # offline on a CPU: bigger batches cost memory (AASIST ~300 MB a window), not time
+
+
+def offline_batch(config: Config, detector: Detector, batch: int | None = None) -> int:
+    """Windows per ``session.run`` offline: ``batch`` if given; on a CPU at most CPU_BATCH,
+    since a CPU gains little from big batches and the activations grow with them (AASIST at
+    model.batch_max 32 held 9+ GB); on a GPU, ``model.batch_max``."""
+    if batch is not None:
+        return batch
+    if detector.provider == "cpu":
+        return min(config.model.batch_max, CPU_BATCH)
+    return config.model.batch_max
+
 
 @dataclass
 class FileReport:
@@ -38,32 +51,41 @@ class FileReport:
 
 
 Clip = tuple[str, np.ndarray, int]  # key, PCM, sample rate
+Loader = Callable[[], tuple[np.ndarray, int]]
+LazyClip = tuple[str, Loader]  # key, and how to get its PCM when its turn comes
 Progress = Callable[[FileReport], None]
 
 
 async def score_files_async(
-    paths: list[str], config: Config, detector: Detector, concurrency: int = 4
+    paths: list[str],
+    config: Config,
+    detector: Detector,
+    concurrency: int = 4,
+    batch: int | None = None,
 ) -> list[FileReport]:
-    return await _score_async(paths, config, detector, concurrency)
+    return await _score_async(paths, config, detector, concurrency, batch=batch)
 
 
 async def score_clips_async(
-    clips: list[Clip],
+    clips: Sequence[Clip | LazyClip],
     config: Config,
     detector: Detector,
     concurrency: int = 4,
     progress: Progress | None = None,
+    batch: int | None = None,
 ) -> list[FileReport]:
-    """Like ``score_files_async`` for audio already in memory (eval, codec round trips)."""
-    return await _score_async(clips, config, detector, concurrency, progress)
+    """Like ``score_files_async`` for audio in memory (codec round trips), or loaded only when its
+    turn comes (``(key, loader)``: eval), so at most ``concurrency`` clips are held at once."""
+    return await _score_async(clips, config, detector, concurrency, progress, batch)
 
 
 async def _score_async(
-    items: Sequence[str | Clip],
+    items: Sequence[str | Clip | LazyClip],
     config: Config,
     detector: Detector,
     concurrency: int,
     progress: Progress | None = None,
+    batch: int | None = None,
 ) -> list[FileReport]:
     keys = [it if isinstance(it, str) else it[0] for it in items]
     bus = EventBus()
@@ -82,12 +104,12 @@ async def _score_async(
             rep.summary = event["summary"]
 
     bus.add_sink(collect)
-    scorer = Scorer(detector, config.model.batch_max, config.model.batch_wait_ms)
+    scorer = Scorer(detector, offline_batch(config, detector, batch), config.model.batch_wait_ms)
     await scorer.start()
     hub = StreamHub(config, detector, scorer, bus)
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(i: int, item: str | Clip) -> None:
+    async def one(i: int, item: str | Clip | LazyClip) -> None:
         key = item if isinstance(item, str) else item[0]
         async with gate:
             info = StreamInfo.new(
@@ -97,6 +119,10 @@ async def _score_async(
             try:
                 if isinstance(item, str):
                     await play_file(hub, item, realtime=False, info=info)
+                elif len(item) == 2:
+                    data, rate = await asyncio.to_thread(item[1])
+                    await play_audio(hub, data, rate, info)
+                    del data
                 else:
                     await play_audio(hub, item[1], item[2], info)
             except StreamdError as exc:
@@ -111,5 +137,7 @@ async def _score_async(
     return [reports[k] for k in keys]
 
 
-def score_files(paths: list[str | Path], config: Config, detector: Detector) -> list[FileReport]:
-    return asyncio.run(score_files_async([str(p) for p in paths], config, detector))
+def score_files(
+    paths: list[str | Path], config: Config, detector: Detector, batch: int | None = None
+) -> list[FileReport]:
+    return asyncio.run(score_files_async([str(p) for p in paths], config, detector, batch=batch))

@@ -120,6 +120,11 @@ class StreamPipeline:
         return self._gate.speech_samples
 
     @property
+    def pending_windows(self) -> int:
+        """Windows submitted and not yet published: what a reader faster than real time waits on."""
+        return self._results.qsize()
+
+    @property
     def stream_json(self) -> dict[str, Any]:
         return self.info.to_json()
 

@@ -85,9 +85,15 @@ def test_eval_cli_on_shared_subset(tiny_model_dir: Path, shared_dir: Path, tmp_p
         "--write-metrics",
         "dev-subset",
     ]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    report = tmp_path / "report"
+    r = subprocess.run([*cmd, "--report", str(report)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout[: r.stdout.rindex("}") + 1])
+    # the report says what --json says, and lists every clip
+    assert len(out["per_clip"]) == 12
+    on_page = json.loads((report / "report.json").read_text())
+    assert on_page["clip"] == out["clip"] and on_page["per_clip"] == out["per_clip"]
+    assert (report / "index.html").is_file() and (report / "det_roc_overall.png").is_file()
     assert out["clips"] == 12 and out["clip"]["n_real"] == 6 and out["clip"]["n_fake"] == 6
     assert 0.0 <= out["clip"]["eer"] <= 1.0 and 0.0 <= out["clip"]["auc"] <= 1.0
     assert out["window"]["n"] >= out["clip"]["n"] - out["scored_whole"]
@@ -100,3 +106,33 @@ def test_eval_cli_on_shared_subset(tiny_model_dir: Path, shared_dir: Path, tmp_p
         timeout=300,
     )
     assert r2.returncode == 0 and "condition: G.711 ulaw" in r2.stdout, r2.stderr
+
+
+def streamd_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streamd", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize("far", ["2", "0", "-0.1", "1", "x"])
+def test_far_outside_0_1_is_a_usage_error_before_any_scoring(far: str, tmp_path: Path) -> None:
+    r = streamd_cli("eval", "--real", str(tmp_path), "--far", far, "--models-dir", str(tmp_path))
+    assert r.returncode == 2 and "--far" in r.stderr, r.stderr
+    assert "model" not in r.stderr.lower().split("--far")[-1]  # failed on --far, not later
+
+
+def test_set_threshold_from_too_few_real_clips_is_refused(tmp_path: Path) -> None:
+    for name in ("r1", "r2", "f1", "f2"):
+        write_wav(tmp_path / f"{name}.wav", np.zeros(1600, np.float32), 16000)
+    (tmp_path / "m.csv").write_text(
+        "path,label\nr1.wav,real\nr2.wav,real\nf1.wav,fake\nf2.wav,fake\n"
+    )
+    args = ["eval", str(tmp_path / "m.csv"), "--models-dir", str(tmp_path / "none")]
+    r = streamd_cli(*args, "--write-metrics", "k", "--set-threshold")
+    assert r.returncode == 2, r.stderr
+    assert "2 real clips are too few" in r.stderr and "at least 300" in r.stderr
+    assert "--force" in r.stderr
+    r = streamd_cli(*args, "--write-metrics", "k", "--set-threshold", "--far", "0.1")
+    assert "at least 50" in r.stderr
+    r = streamd_cli(*args, "--set-threshold")
+    assert r.returncode == 2 and "--write-metrics" in r.stderr
