@@ -201,7 +201,12 @@ class Daemon:
     async def run(self) -> None:
         """Run until asked to stop (or, with ``sources.exit_when_done``, until files end)."""
         try:
-            await self.start()
+            try:
+                await self.start()
+            except Exception as exc:  # say why first: what stop() logs next is the clean-up
+                log.error("start failed: %s", exc)
+                self.stop_reason = "start failed"
+                raise
             waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._stop.wait())]
             files = [s for s in self.sources if isinstance(s, FileSource)]
             if self.config.sources.exit_when_done and files:

@@ -57,6 +57,12 @@ class MetricsObserver(HubObserver):
         self.m.alerts.labels(kind).inc()
 
 
+# Source figures that are levels, not running totals: exported as gauges
+SOURCE_GAUGES = frozenset(
+    {"peers", "max_peers", "pending", "calls_open", "connections", "max_connections", "files"}
+)
+
+
 class _LiveCollector:
     """Figures read from the daemon's view at scrape time."""
 
@@ -93,10 +99,17 @@ class _LiveCollector:
             "Counters each source keeps (junk, refusals, gaps...)",
             labels=["source", "name"],
         )
+        source_state = GaugeMetricFamily(
+            "streamd_source_gauge",
+            "State each source reports (peers, limits, open calls): can go down",
+            labels=["source", "name"],
+        )
         for source in v.sources:
             for name, value in source.metric_counters().items():
-                per_source.add_metric([source.name, name], value)
+                family = source_state if name in SOURCE_GAUGES else per_source
+                family.add_metric([source.name, name], value)
         yield per_source
+        yield source_state
         if v.outbox is not None:
             yield from _outbox_metrics(v.outbox.status())
         dropped = getattr(v.scorer, "dropped", None)  # a scorer in front of a Triton tier

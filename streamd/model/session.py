@@ -178,7 +178,7 @@ class Detector:
             if not spin:
                 split.add_session_config_entry("session.intra_op.allow_spinning", "0")
             det.reuse = FrontEndReuse.build(det, split)
-        if short != (providers[0] if providers else "cpu"):
+        if wanted and wanted[0] in available and actual != wanted[0]:  # GPU wheel, no GPU
             log.warning(
                 "model %s: asked for %s, running on %s", manifest.name, list(providers), short
             )

@@ -114,6 +114,12 @@ async def test_metrics_count_what_the_daemon_did(tiny_model_dir: Path, tmp_path:
             assert value(m, "streamd_last_event_id") == daemon.store.last_id()
             assert value(m, "streamd_ready") == 1
             assert value(m, "streamd_source_counter_total", source="files", name="finished") == 2
+            # levels are gauges, not counters (no _total, may go down)
+            assert value(m, "streamd_source_gauge", source="files", name="files") == 2
+            assert (
+                "streamd_source_counter_total",
+                (("name", "files"), ("source", "files")),
+            ) not in m
 
             # frames lost: counted while the stream is open and kept once it has closed
             stream = daemon.hub.open_stream(StreamInfo.new(source="rtp", leg="caller"), 8000)
