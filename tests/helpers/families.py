@@ -145,7 +145,7 @@ def softmax_p(logits: np.ndarray, fake: int | list[int]) -> np.ndarray:
     e = np.exp(z - z.max(axis=1, keepdims=True))
     p = e / e.sum(axis=1, keepdims=True)
     idx = fake if isinstance(fake, list) else [fake]
-    return p[:, idx].sum(axis=1)
+    return np.asarray(p[:, idx].sum(axis=1))
 
 
 # --- AASIST: the published checkpoints and the original implementation's outputs in ../shared ---

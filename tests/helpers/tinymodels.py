@@ -50,7 +50,46 @@ def save_tiny_wav2vec2(folder: Path, seed: int = 0, **kw: Any) -> Path:
     from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
 
     torch.manual_seed(seed)
-    model = Wav2Vec2ForSequenceClassification(tiny_wav2vec2_config(**kw)).eval()
-    model.save_pretrained(folder)
-    Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False).save_pretrained(folder)
+    Wav2Vec2ForSequenceClassification(tiny_wav2vec2_config(**kw)).save_pretrained(folder)
+    fe = Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False)  # type: ignore[no-untyped-call]
+    fe.save_pretrained(folder)
     return folder
+
+
+# AASIST at a fraction of the width, same structure (the sinc front end, graph attention, heads).
+TINY_AASIST: dict[str, Any] = {
+    "nb_samp": 64600,
+    "first_conv": 128,
+    "filts": [70, [1, 8], [8, 8], [8, 16], [16, 16]],
+    "gat_dims": [16, 8],
+    "pool_ratios": [0.5, 0.7, 0.5, 0.5],
+    "temperatures": [2.0, 2.0, 100.0, 100.0],
+}
+
+
+def tiny_aasist(seed: int = 0) -> Any:
+    """A tiny AASIST in eval mode, with batch-norm statistics that keep signals at unit scale.
+
+    Default statistics would leave the sinc output (~1e-3) far below the biases, and every input
+    would get the same logits to 1e-4, which would make ONNX parity tests blind.
+    """
+    import torch
+
+    from streamd.export.aasist import AASIST
+
+    torch.manual_seed(seed)
+    model = AASIST(TINY_AASIST)
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+                assert mod.running_mean is not None and mod.running_var is not None
+                mod.running_mean.uniform_(-0.2, 0.2)
+                mod.running_var.uniform_(0.5, 2.0)
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.2, 0.2)
+        first = model.first_bn
+        assert first.running_var is not None and first.running_mean is not None
+        first.running_var.fill_(1e-4)
+        first.running_mean.fill_(0.005)
+        model.out_layer.weight.mul_(10.0)
+    return model.eval()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import warnings
 from pathlib import Path
@@ -11,10 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
 
-from streamd.export.aasist import (  # noqa: E402
+import onnxruntime as ort
+import torch
+
+from streamd.export.aasist import (
     AASIST,
     KNOWN_CONFIGS,
     WINDOW_SAMPLES,
@@ -24,13 +26,14 @@ from streamd.export.aasist import (  # noqa: E402
     read_model_config,
     tile_to_length,
 )
-from streamd.export.aasist_layers import sinc_bandpass_filters  # noqa: E402
+from streamd.export.aasist_layers import sinc_bandpass_filters
 
-from tests.helpers.families import (  # noqa: E402
+from tests.helpers.families import (
     AASIST_CHECKPOINTS,
     AasistReference,
     aasist_synthetic_inputs,
 )
+from tests.helpers.tinymodels import TINY_AASIST, tiny_aasist
 
 torch.set_num_threads(2)
 
@@ -163,39 +166,11 @@ def test_batch_equals_single_items(shared_dir: Path, aasist_reference: AasistRef
 
 # --- a tiny random model: loading rules, export, tiling -----------------------------------------
 
-TINY = {
-    "nb_samp": WINDOW_SAMPLES,
-    "first_conv": 128,
-    "filts": [70, [1, 8], [8, 8], [8, 16], [16, 16]],
-    "gat_dims": [16, 8],
-    "pool_ratios": [0.5, 0.7, 0.5, 0.5],
-    "temperatures": [2.0, 2.0, 100.0, 100.0],
-}
-
 
 @pytest.fixture(scope="module")
 def tiny() -> AASIST:
-    """Random weights, with batch-norm statistics that keep signals at unit scale.
-
-    Default statistics would leave the sinc output (~1e-3) far below the biases, and every input
-    would get the same logits to 1e-4, which would make the ONNX parity test blind.
-    """
-    torch.manual_seed(0)
-    model = AASIST(TINY)
-    with torch.no_grad():
-        for mod in model.modules():
-            if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
-                assert mod.running_mean is not None and mod.running_var is not None
-                mod.running_mean.uniform_(-0.2, 0.2)
-                mod.running_var.uniform_(0.5, 2.0)
-                mod.weight.uniform_(0.5, 1.5)
-                mod.bias.uniform_(-0.2, 0.2)
-        first = model.first_bn
-        assert first.running_var is not None and first.running_mean is not None
-        first.running_var.fill_(1e-4)
-        first.running_mean.fill_(0.005)
-        model.out_layer.weight.mul_(10.0)
-    return model.eval()
+    model: AASIST = tiny_aasist()
+    return model
 
 
 def speechlike(n: int, seed: int) -> np.ndarray:
@@ -210,14 +185,14 @@ def speechlike(n: int, seed: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def tiny_onnx(tiny: AASIST) -> Any:
-    buf = io.BytesIO()
+def tiny_onnx(tiny: AASIST, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    path = tmp_path_factory.mktemp("tiny-aasist") / "tiny.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings: node counts are constants by design
         torch.onnx.export(
             AasistForExport(tiny).eval(),
             (torch.from_numpy(np.stack([speechlike(48000, 0), speechlike(48000, 1)])),),
-            buf,
+            path,
             dynamo=False,
             opset_version=17,
             input_names=["waveform"],
@@ -226,7 +201,7 @@ def tiny_onnx(tiny: AASIST) -> Any:
         )
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2
-    return ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 @pytest.mark.parametrize("seconds", [2.5, 3.3, 4.0, 4.0375, 5.0])
@@ -269,7 +244,7 @@ def test_load_checkpoint_is_strict_and_needs_conf_for_unknown_shapes(
     tiny: AASIST, tmp_path: Path
 ) -> None:
     conf = tmp_path / "tiny.conf"
-    conf.write_text(json.dumps({"model_config": TINY}))
+    conf.write_text(json.dumps({"model_config": TINY_AASIST}))
     state = tiny.state_dict()
 
     full = tmp_path / "tiny.pth"

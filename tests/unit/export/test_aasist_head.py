@@ -17,27 +17,12 @@ from streamd.export.aasist_head import AasistWithHead, HeadWeights, export_with_
 from streamd.export.probe_audio import speechlike  # noqa: E402
 from streamd.model.session import Detector  # noqa: E402
 
-TINY = {
-    "nb_samp": WINDOW_SAMPLES,
-    "first_conv": 128,
-    "filts": [70, [1, 8], [8, 8], [8, 16], [16, 16]],
-    "gat_dims": [16, 8],
-    "pool_ratios": [0.5, 0.7, 0.5, 0.5],
-    "temperatures": [2.0, 2.0, 100.0, 100.0],
-}
+from tests.helpers.tinymodels import TINY_AASIST, tiny_aasist  # noqa: E402
 
 
 def tiny_encoder() -> AASIST:
-    torch.manual_seed(0)
-    model = AASIST(TINY)
-    with torch.no_grad():  # statistics that keep signals at unit scale (see test_aasist.tiny)
-        for mod in model.modules():
-            if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
-                mod.running_mean.uniform_(-0.2, 0.2)
-                mod.running_var.uniform_(0.5, 2.0)
-        model.first_bn.running_var.fill_(1e-4)
-        model.first_bn.running_mean.fill_(0.005)
-    return model.eval()
+    model: AASIST = tiny_aasist()
+    return model
 
 
 def random_head(
@@ -63,7 +48,7 @@ def test_export_matches_torch_and_loads_as_a_detector(tmp_path: Path, hidden: in
             np.stack([speechlike(WINDOW_SAMPLES, seed=10 + i) for i in range(4)])
         )
         stats = enc.embed(probe).numpy()
-    head = random_head(5 * TINY["gat_dims"][1], hidden, emb=stats)
+    head = random_head(5 * TINY_AASIST["gat_dims"][1], hidden, emb=stats)
     res = export_with_head(
         enc,
         head,

@@ -13,11 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from tests.helpers.families import (  # noqa: E402
+import torch
+
+from tests.helpers.families import (
     SR,
+    Reference,
     assert_detector_matches,
     assert_score_matches,
     card_reference,
@@ -54,7 +57,7 @@ def save_tiny_convnext(folder: Path, id2label: dict[int, str] | None = None, see
         label2id={v: k for k, v in labels.items()},
     )
     cfg.architectures = ["ConvNextForImageClassification"]
-    model = ConvNextForImageClassification(cfg).eval()
+    model = ConvNextForImageClassification(cfg)
     with torch.no_grad():
         model.classifier.weight.mul_(5)  # scores spread, not saturated
     model.save_pretrained(folder)
@@ -108,17 +111,17 @@ def card_pixels(batch: np.ndarray, crop_pct: float = 0.875) -> np.ndarray:
     return np.stack(out).astype(np.float32)
 
 
-def card_p_fake(folder: Path, fake: int = 1):  # type: ignore[no-untyped-def]
+def card_p_fake(folder: Path, fake: int = 1) -> Reference:
     from transformers import ConvNextForImageClassification
 
-    model = ConvNextForImageClassification.from_pretrained(folder).eval()
+    model = ConvNextForImageClassification.from_pretrained(folder)  # in eval mode
     return card_reference(
         lambda batch: model(pixel_values=torch.from_numpy(card_pixels(batch))).logits, fake
     )
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("convnext")
     ckpt = save_tiny_convnext(root / "ckpt")
     return ckpt, export_cli(ckpt, root / "models", "cnx")
@@ -134,7 +137,7 @@ def test_resample_weights_follow_pillow(kind: str, n_in: int, n_out: int) -> Non
     assert np.abs(ours - pil_resize(img, n_out, 9, kind)).max() < 1e-3
 
 
-def test_manifest_records_the_recipe(exported) -> None:  # type: ignore[no-untyped-def]
+def test_manifest_records_the_recipe(exported: tuple[Path, Path]) -> None:
     import yaml
 
     m = yaml.safe_load(exported[1].read_text())
@@ -156,7 +159,9 @@ def test_graph_pixels_match_the_card_recipe(speech_16k: np.ndarray) -> None:
     assert np.abs(got - want).max() < 1e-3
 
 
-def test_parity_on_real_speech_several_lengths(exported, speech_16k: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+def test_parity_on_real_speech_several_lengths(
+    exported: tuple[Path, Path], speech_16k: np.ndarray
+) -> None:
     ckpt, manifest = exported
     windows = speech_windows(speech_16k, [2 * SR, 2 * SR, 40000, 64000], offset=1234)
     assert_detector_matches(manifest, card_p_fake(ckpt), windows)
@@ -165,7 +170,9 @@ def test_parity_on_real_speech_several_lengths(exported, speech_16k: np.ndarray)
 
 
 @pytest.mark.slow
-def test_score_whole_file_matches_card(exported, speech_16k: np.ndarray, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_score_whole_file_matches_card(
+    exported: tuple[Path, Path], speech_16k: np.ndarray, tmp_path: Path
+) -> None:
     ckpt, manifest = exported
     assert_score_matches(manifest, speech_16k, card_p_fake(ckpt), tmp_path)
 
@@ -186,7 +193,7 @@ def test_recipe_overrides_from_config(
     ref = card_p_fake(ckpt)
     from transformers import ConvNextForImageClassification
 
-    model = ConvNextForImageClassification.from_pretrained(ckpt).eval()
+    model = ConvNextForImageClassification.from_pretrained(ckpt)  # in eval mode
     no_crop = card_reference(
         lambda batch: model(pixel_values=torch.from_numpy(card_pixels(batch, 1.0))).logits, 1
     )

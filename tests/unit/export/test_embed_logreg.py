@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("sklearn")
 
-from streamd.cli import main  # noqa: E402
+import torch
 
-from tests.helpers.families import (  # noqa: E402
+from streamd.cli import main
+
+from tests.helpers.families import (
     SR,
+    Reference,
     assert_detector_matches,
     assert_score_matches,
     export_args,
     export_cli,
     speech_windows,
 )
-from tests.helpers.tinymodels import tiny_w2v2_config  # noqa: E402
+from tests.helpers.tinymodels import tiny_w2v2_config
 
 
 def save_backbone(folder: Path, seed: int = 0) -> Path:
@@ -32,8 +36,9 @@ def save_backbone(folder: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     cfg = tiny_w2v2_config()
     cfg.architectures = ["Wav2Vec2ForCTC"]
-    Wav2Vec2ForCTC(cfg).eval().save_pretrained(folder)
-    Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False).save_pretrained(folder)
+    Wav2Vec2ForCTC(cfg).save_pretrained(folder)
+    fe = Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False)  # type: ignore[no-untyped-call]
+    fe.save_pretrained(folder)
     return folder
 
 
@@ -42,16 +47,13 @@ def embed(folder: Path, batch: np.ndarray) -> np.ndarray:
     from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
     fe = Wav2Vec2FeatureExtractor.from_pretrained(folder)
-    model = Wav2Vec2Model.from_pretrained(folder).eval()
+    model = Wav2Vec2Model.from_pretrained(folder)  # in eval mode
     with torch.inference_mode():
-        return (
-            model(**fe(list(batch), sampling_rate=SR, return_tensors="pt"))
-            .last_hidden_state.mean(dim=1)
-            .numpy()
-        )
+        hidden = model(**fe(list(batch), sampling_rate=SR, return_tensors="pt")).last_hidden_state
+    return np.asarray(hidden.mean(dim=1).numpy())
 
 
-def fit(folder: Path, speech: np.ndarray, classes: list[object], seed: int = 0):  # type: ignore[no-untyped-def]
+def fit(folder: Path, speech: np.ndarray, classes: list[Any], seed: int = 0) -> tuple[Any, Any]:
     """A real fitted scaler + classifier, on random embeddings spread like the backbone's own."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
@@ -66,20 +68,21 @@ def fit(folder: Path, speech: np.ndarray, classes: list[object], seed: int = 0):
     return scaler, clf
 
 
-def card_p_fake(folder: Path, scaler, clf, fake: list[object]):  # type: ignore[no-untyped-def]
+def card_p_fake(folder: Path, scaler: Any, clf: Any, fake: list[Any]) -> Reference:
     idx = [list(clf.classes_).index(c) for c in fake]
 
     def run(batch: np.ndarray) -> np.ndarray:
         z = embed(folder, batch)
-        return clf.predict_proba(scaler.transform(z) if scaler is not None else z)[:, idx].sum(
-            axis=1
-        )
+        p = clf.predict_proba(scaler.transform(z) if scaler is not None else z)
+        return np.asarray(p[:, idx].sum(axis=1))
 
     return run
 
 
 @pytest.fixture(scope="module")
-def binary(tmp_path_factory: pytest.TempPathFactory, speech_16k: np.ndarray):  # type: ignore[no-untyped-def]
+def binary(
+    tmp_path_factory: pytest.TempPathFactory, speech_16k: np.ndarray
+) -> tuple[Reference, Path]:
     root = tmp_path_factory.mktemp("logreg")
     card = root / "card"
     backbone = save_backbone(card / "backbone")
@@ -92,7 +95,7 @@ def binary(tmp_path_factory: pytest.TempPathFactory, speech_16k: np.ndarray):  #
     return card_p_fake(backbone, scaler, clf, ["spoof"]), manifest
 
 
-def test_binary_is_one_sigmoid_logit(binary) -> None:  # type: ignore[no-untyped-def]
+def test_binary_is_one_sigmoid_logit(binary: tuple[Reference, Path]) -> None:
     import yaml
 
     m = yaml.safe_load(binary[1].read_text())
@@ -101,7 +104,9 @@ def test_binary_is_one_sigmoid_logit(binary) -> None:  # type: ignore[no-untyped
     assert set(m["pickle_sha256"]) == {"scaler.pkl", "classifier.pkl"}
 
 
-def test_binary_parity_on_real_speech(binary, speech_16k: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+def test_binary_parity_on_real_speech(
+    binary: tuple[Reference, Path], speech_16k: np.ndarray
+) -> None:
     ref, manifest = binary
     windows = speech_windows(speech_16k, [40000, 40000, 64000, 51237], offset=99)
     assert_detector_matches(manifest, ref, windows)
@@ -109,7 +114,9 @@ def test_binary_parity_on_real_speech(binary, speech_16k: np.ndarray) -> None:  
     assert np.all((p > 0.001) & (p < 0.999))  # the check is not on saturated scores
 
 
-def test_score_whole_file_matches_card(binary, speech_16k: np.ndarray, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_score_whole_file_matches_card(
+    binary: tuple[Reference, Path], speech_16k: np.ndarray, tmp_path: Path
+) -> None:
     ref, manifest = binary
     assert_score_matches(manifest, speech_16k, ref, tmp_path)
 
@@ -168,7 +175,7 @@ class Tripwire:
     def __init__(self, marker: Path) -> None:
         self.marker = marker
 
-    def __reduce__(self):  # type: ignore[no-untyped-def]
+    def __reduce__(self) -> tuple[Any, tuple[Path]]:
         return (Path.touch, (self.marker,))
 
 

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from streamd.cli import main  # noqa: E402
+import torch
 
-from tests.helpers.families import (  # noqa: E402
+from streamd.cli import main
+
+from tests.helpers.families import (
     SR,
     Reference,
     assert_detector_matches,
@@ -22,12 +25,12 @@ from tests.helpers.families import (  # noqa: E402
     export_cli,
     speech_windows,
 )
-from tests.helpers.tinymodels import tiny_w2v2_config  # noqa: E402
+from tests.helpers.tinymodels import tiny_w2v2_config
 
 
 def card_model(
     backbone_name: str = "backbone", head_name: str = "classifier", seed: int = 0, **over: object
-):  # type: ignore[no-untyped-def]
+) -> tuple[torch.nn.Module, Any]:
     """The module such cards define: any attribute names, mean over frames, Linear(hidden, 2)."""
     from transformers import Wav2Vec2Model
 
@@ -40,9 +43,10 @@ def card_model(
             setattr(self, backbone_name, Wav2Vec2Model(cfg))
             setattr(self, head_name, torch.nn.Linear(cfg.hidden_size, 2))
 
-        def forward(self, x):  # type: ignore[no-untyped-def]
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
             h = getattr(self, backbone_name)(x).last_hidden_state.mean(dim=1)
-            return getattr(self, head_name)(h)
+            logits: torch.Tensor = getattr(self, head_name)(h)
+            return logits
 
     model = Card().eval()
     with torch.no_grad():  # random heads are near zero: make the scores spread over 0..1
@@ -55,7 +59,7 @@ def card_p_fake(model: torch.nn.Module) -> Reference:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path]:
     root = tmp_path_factory.mktemp("meanpool")
     model, _ = card_model()
     torch.save(model.state_dict(), root / "model.pt")
@@ -63,7 +67,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
     return model, manifest
 
 
-def test_manifest_defaults_to_spoof_at_index_1(exported) -> None:  # type: ignore[no-untyped-def]
+def test_manifest_defaults_to_spoof_at_index_1(exported: tuple[torch.nn.Module, Path]) -> None:
     import yaml
 
     _, manifest = exported
@@ -74,14 +78,18 @@ def test_manifest_defaults_to_spoof_at_index_1(exported) -> None:  # type: ignor
     assert m["export"]["max_abs_diff_vs_torch"] < 1e-4
 
 
-def test_parity_on_real_speech_several_lengths(exported, speech_16k: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+def test_parity_on_real_speech_several_lengths(
+    exported: tuple[torch.nn.Module, Path], speech_16k: np.ndarray
+) -> None:
     model, manifest = exported
     lengths = [int(2.5 * SR), int(2.5 * SR), 64000, 64000, 51234]
     assert_detector_matches(manifest, card_p_fake(model), speech_windows(speech_16k, lengths))
 
 
 @pytest.mark.slow
-def test_score_whole_file_matches_card(exported, speech_16k: np.ndarray, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_score_whole_file_matches_card(
+    exported: tuple[torch.nn.Module, Path], speech_16k: np.ndarray, tmp_path: Path
+) -> None:
     model, manifest = exported
     assert assert_score_matches(manifest, speech_16k, card_p_fake(model), tmp_path) >= 2
 

@@ -7,12 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from streamd.cli import main  # noqa: E402
+import torch
 
-from tests.helpers.families import (  # noqa: E402
+from streamd.cli import main
+
+from tests.helpers.families import (
     Reference,
     assert_detector_matches,
     assert_score_matches,
@@ -22,7 +24,7 @@ from tests.helpers.families import (  # noqa: E402
     extractor_card_reference,
     speech_windows,
 )
-from tests.helpers.tinymodels import save_tiny_wav2vec2  # noqa: E402
+from tests.helpers.tinymodels import save_tiny_wav2vec2
 
 
 def card_p_fake(folder: Path, fake: int = 1) -> Reference:
