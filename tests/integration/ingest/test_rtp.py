@@ -273,3 +273,27 @@ async def test_reinvite_to_wideband_l16_switches_decoder_and_rate(
     assert end["summary"]["duration_s"] == pytest.approx(
         6.0, abs=1e-3
     )  # 3 s at 8 kHz, 3 s at 16 kHz
+
+
+@pytest.mark.slow
+async def test_unacked_200_ends_the_call_with_a_bye(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller that never ACKs our 200: it is resent (T1 doubling) until 64*T1, then the call
+    ends with a BYE. 64*T1 is cut to 2 s here, through the adapter's real timer."""
+    from streamd.protocols.sip import transaction
+
+    monkeypatch.setattr(transaction, "TIMEOUT", 2.0)
+    async with sip_daemon(tiny_model_dir, tmp_path) as (_, events, sip):
+        uac = await Uac.open(sip.port)
+        uac.send(uac.request("INVITE", "no-ack", body=offer(4000)))  # and no ACK, ever
+        ok = await uac.response("no-ack", "INVITE", 200)
+        bye: Any = await uac.wait(lambda m: isinstance(m, SipRequest) and m.method == "BYE", 5)
+        await events.wait_for(lambda ev: bool(of(ev, "stream.ended")), 10)
+        status = sip.status()
+        uac.close()
+    (end,) = of(events.events, "stream.ended")
+    copies = [r for r in uac.raw if r.startswith(b"SIP/2.0 200") and b"no-ack" in r]
+    assert len(copies) == 3 and len(set(copies)) == 1  # at 0, 0.5 and 1.5 s
+    assert end["summary"]["reason"] == "no ACK" and bye.from_tag == ok.to_tag
+    assert status["calls"] == 0 and status["sip"]["byes_sent"] == 1
