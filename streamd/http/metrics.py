@@ -112,13 +112,9 @@ class _LiveCollector:
         yield source_state
         if v.outbox is not None:
             yield from _outbox_metrics(v.outbox.status())
-        dropped = getattr(v.scorer, "dropped", None)  # a scorer in front of a Triton tier
-        if dropped is not None:
-            yield _counter(
-                "streamd_scorer_dropped",
-                "Windows dropped: inference tier down, queue full",
-                dropped,
-            )
+        tier = getattr(v.scorer, "status", None)  # a scorer in front of a Triton tier
+        if callable(tier):
+            yield from _tier_metrics(tier())
         yield _gauge("streamd_last_event_id", "Id of the last event published", v.bus.last_id)
         yield _counter(
             "streamd_store_errors",
@@ -138,6 +134,27 @@ class _LiveCollector:
         for (src, why), n in sorted(v.hub.cut.items()):
             cut.add_metric([src, why], n)
         yield cut
+
+
+def _tier_metrics(status: dict[str, Any]) -> Iterator[Metric]:
+    yield _counter(
+        "streamd_scorer_dropped",
+        "Windows dropped: inference tier down, queue full",
+        status["dropped"],
+    )
+    up = GaugeMetricFamily(
+        "streamd_triton_server_up",
+        "1 when the Triton server takes requests (0: skipped after a failure)",
+        labels=["server"],
+    )
+    failures = CounterMetricFamily(
+        "streamd_triton_failures", "Failed requests per Triton server", labels=["server"]
+    )
+    for url, server in status["servers"].items():
+        up.add_metric([url], int(server["up"]))
+        failures.add_metric([url], server["failures"])
+    yield up
+    yield failures
 
 
 def _outbox_metrics(status: dict[str, Any]) -> Iterator[Metric]:

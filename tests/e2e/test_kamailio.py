@@ -19,7 +19,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-async def place_calls(folder: Path, kamailio: Kamailio, coded: bytes, n: int) -> None:
+async def place_calls(
+    folder: Path, kamailio: Kamailio, coded: bytes, n: int, scenario: str = "uac_g711.xml"
+) -> None:
     folder.mkdir()
     (folder / "speech.g711").write_bytes(coded)
     code, out = await run_sipp(
@@ -35,7 +37,7 @@ async def place_calls(folder: Path, kamailio: Kamailio, coded: bytes, n: int) ->
         "4",
         "-l",
         str(n),
-        scenario="uac_g711.xml",
+        scenario=scenario,
         subs={"PT": str(LAWS["PCMU"][0]), "CODEC": "PCMU"},
         timeout=40,
     )
@@ -44,6 +46,14 @@ async def place_calls(folder: Path, kamailio: Kamailio, coded: bytes, n: int) ->
 
 def call_ids(events: Any) -> set[str]:
     return {e["stream"]["call_id"] for e in of(events.events, "stream.started")}
+
+
+def legs(events: Any, call_id: str) -> set[str]:
+    return {
+        e["stream"]["leg"]
+        for e in of(events.events, "stream.started")
+        if e["stream"]["call_id"] == call_id
+    }
 
 
 async def test_calls_spread_by_call_id_and_move_off_a_stopped_node(
@@ -74,6 +84,17 @@ async def test_calls_spread_by_call_id_and_move_off_a_stopped_node(
                 first_a, first_b = call_ids(events_a), call_ids(events_b)
                 assert first_a and first_b, (first_a, first_b)
                 assert not first_a & first_b and len(first_a | first_b) == 12
+
+                # SIPREC sessions (multipart INVITE, two labelled legs) go the same way: both
+                # legs of a session on one node.
+                await place_calls(tmp_path / "siprec", kam, coded, 2, scenario="siprec.xml")
+                await events_a.wait_for(
+                    lambda _: len(call_ids(events_a)) + len(call_ids(events_b)) >= 14, 20
+                )
+                for events, before in ((events_a, first_a), (events_b, first_b)):
+                    for cid in call_ids(events) - before:
+                        assert legs(events, cid) == {"caller", "agent"}, cid
+                first_a = call_ids(events_a)
 
                 await stack_b.aclose()  # node b stops: its OPTIONS go unanswered
                 await asyncio.to_thread(kam.wait_flags, uri_b, "I")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.request
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,8 +126,9 @@ def test_two_daemons_score_through_one_server_like_local(
                 "as_fast_as_possible": True,
                 "exit_when_done": True,
             },
-            # One window per request: all batching is Triton's, across the two daemons.
-            model=triton_cfg([server.grpc], batch_max=1, batch_wait_ms=0),
+            # One window per request, four in flight per daemon: all batching is Triton's,
+            # within and across the two daemons (which may or may not overlap in time).
+            model=triton_cfg([server.grpc], batch_max=1, batch_wait_ms=0, workers=4),
         )
         daemons.append(DaemonProc(cfg, port).start(wait_ready=False))
     try:
@@ -168,6 +170,21 @@ def test_one_of_two_servers_killed_mid_stream_loses_no_window(
                 assert time.monotonic() < deadline, d.log()[-3000:]
                 time.sleep(0.2)
             a.kill()  # SIGKILL mid-stream: requests in flight to it fail over to b
+            # /metrics names the failed server while the daemon keeps scoring through b.
+            failed = f'streamd_triton_failures_total{{server="{a.grpc}"}}'
+            text = ""
+            while time.monotonic() < deadline + 30:
+                with urllib.request.urlopen(d.url + "/metrics", timeout=5) as r:
+                    text = r.read().decode()
+                if any(
+                    line.startswith(failed) and not line.endswith(" 0.0")
+                    for line in text.splitlines()
+                ):
+                    break
+                time.sleep(0.2)
+            else:
+                raise AssertionError(text)
+            assert f'streamd_triton_server_up{{server="{b.grpc}"}} 1.0' in text
             assert d.wait(60) == 0, d.log()[-3000:]
         assert b.metrics()["nv_inference_request_success"] >= 3
     assert_same_scores(daemon_scores(tmp_path / "d.db"), local_scores(tiny_model_dir, clips[:2]))

@@ -25,7 +25,13 @@ def triton_python() -> str | None:
     py = os.environ.get("STREAMD_TRITON_PYTHON") or str(ROOT / ".venv-triton" / "bin" / "python")
     if not Path(py).exists():
         return None
-    ok = subprocess.run([py, "-c", "import pytriton, streamd"], capture_output=True, timeout=60)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))  # this checkout's streamd, as the server runs
+    ok = subprocess.run(
+        [py, "-c", "import pytriton, streamd.cli.serve_model"],
+        capture_output=True,
+        timeout=60,
+        env=env,
+    )
     return py if ok.returncode == 0 else None
 
 
