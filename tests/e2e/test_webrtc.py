@@ -305,6 +305,39 @@ async def test_unconnected_peer_is_dropped(
         await sender.close()
 
 
+def vanish(sender: WavSender) -> None:
+    """The browser is gone: its sockets close and nothing more is sent (no BYE, no DTLS close)."""
+    for transceiver in sender.pc.getTransceivers():
+        dtls = transceiver.sender.transport
+        if dtls is None:
+            continue
+        for protocol in dtls.transport._connection._protocols:  # aioice's UDP endpoints
+            if protocol.transport is not None:
+                protocol.transport.close()
+
+
+async def test_a_vanished_browser_ends_its_stream_before_ice_consent_expires(
+    tiny_model_dir: Path, speech_wav: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(webrtc_mod, "MEDIA_TIMEOUT_S", 2.0)
+    async with (
+        running_daemon(daemon_config(tiny_model_dir, tmp_path / "e.db")) as daemon,
+        EventsClient(daemon.server.url) as events,
+    ):
+        sender = WavSender(speech_wav, loop=True)
+        assert await sender.connect(daemon.server.url) == 200
+        await sender.wait_connected()
+        await events.wait_for(lambda evs: any(e["type"] == "stream.started" for e in evs), 10)
+        vanish(sender)
+        # ended by the media watchdog (2 s here, 10 s by default), not by consent expiry (30 s)
+        await events.wait_for(lambda evs: any(e["type"] == "stream.ended" for e in evs), 8)
+        [ended] = events.of("stream.ended")
+        assert ended["summary"]["reason"].startswith("no audio for 2 s"), ended["summary"]
+        await asyncio.sleep(0.2)
+        assert not daemon.sources[0].peers and daemon.hub is not None and not daemon.hub.streams
+        await sender.pc.close()
+
+
 class Recorder:
     """Stands in for a StreamPipeline: keeps what was written, in order."""
 

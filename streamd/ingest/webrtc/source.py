@@ -46,6 +46,11 @@ log = logging.getLogger("streamd.ingest.webrtc.source")
 
 OFFER_PATH = "/v1/webrtc/offer"
 CONNECT_TIMEOUT_S = 30.0
+# A browser that vanishes (tab killed, laptop shut, network gone) sends nothing more: no BYE, no
+# DTLS close. ICE consent (RFC 7675) gives up after 30 s; audio stops at once, so a peer whose
+# audio stopped for this long is gone, and its stream ends well within the consent timeout.
+# Browsers send audio frames without pause (silence included) while a track is live.
+MEDIA_TIMEOUT_S = 10.0
 CLOSE_TIMEOUT_S = 10.0
 MAX_SDP_BYTES = 64 * 1024
 MAX_LABELS = 32
@@ -173,7 +178,12 @@ class Peer:
         reason = "track ended"
         try:
             while True:
-                frame = await track.recv()
+                try:
+                    frame = await asyncio.wait_for(track.recv(), MEDIA_TIMEOUT_S)
+                except asyncio.TimeoutError:
+                    reason = f"no audio for {MEDIA_TIMEOUT_S:.0f} s (the browser is gone)"
+                    log.warning("webrtc peer %s: %s", self.info.call_id, reason)
+                    break
                 if self.writer is None and not self._open(frame):
                     reason = "refused by the hub"
                     break
