@@ -177,7 +177,10 @@ class StreamHub:
     def ended(self, stream: StreamPipeline) -> None:
         if self.streams.get(stream.info.stream_id) is stream:
             del self.streams[stream.info.stream_id]
-            log.info("stream %s ended (%d windows)", stream.info.stream_id, stream.windows)
+            n = stream.windows
+            log.info(
+                "stream %s ended (%d window%s)", stream.info.stream_id, n, "" if n == 1 else "s"
+            )
             for o in self.observers:
                 o.stream_closed(stream)
 
