@@ -268,3 +268,20 @@ async def test_console_holds_500_calls(tiny_model_dir: Path, tmp_path: Path) -> 
     assert d["ack"] and d["ack"].startswith("acknowledged by Dana")
     assert f"caller={caller_number(57)}" in d["identity"], d["identity"]
     assert screenshot.exists() and screenshot.stat().st_size > 20_000
+
+
+def test_console_model_in_node() -> None:
+    """The console's call model (static/state.js) alone: pruning never drops a live call,
+    pinning, acknowledgements, the stream-end clear, v1 events, identity, search, filters."""
+    if not shutil.which("node"):
+        pytest.skip("node is not installed (Debian: apt install nodejs)")
+    import subprocess
+
+    r = subprocess.run(
+        ["node", str(E2E / "console_state.test.mjs")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads(r.stdout.splitlines()[-1])["ok"] is True
