@@ -28,15 +28,20 @@ log = logging.getLogger("streamd.train")
 WINDOW = 64600
 
 
-def select_calls(calls: Sequence[Call], per_source: int | None, seed: int = 0) -> list[int]:
-    """Indices of the calls to use, in a seeded order: at most ``per_source`` from each source."""
+def select_calls(
+    calls: Sequence[Call], per_source: int | None, seed: int = 0, first: int = 0
+) -> list[int]:
+    """Indices of the calls to use, in a seeded order: the first ``first`` calls of that order
+    (a random sample), plus each source's first ``per_source`` calls (so small sources count);
+    ``per_source=None`` takes every call."""
     order = np.random.default_rng(seed).permutation(len(calls))
-    taken: dict[str, int] = {}
+    seen: dict[str, int] = {}
     out = []
-    for ci in order.tolist():
+    for pos, ci in enumerate(order.tolist()):
         src = calls[ci].source
-        if per_source is None or taken.get(src, 0) < per_source:
-            taken[src] = taken.get(src, 0) + 1
+        rank = seen.get(src, 0)
+        seen[src] = rank + 1
+        if per_source is None or pos < first or rank < per_source:
             out.append(ci)
     return out
 

@@ -50,7 +50,8 @@ class Recipe:
     cache: Path
     seed: int = 0
     per_call: int = 6
-    calls_per_source: int | None = 40
+    calls_per_source: int | None = 12
+    first_calls: int = 250
     tts_per_call: int = 2
     tts: bool = True
     c: float = 0.1
@@ -78,7 +79,8 @@ class Recipe:
             seed=int(d.get("seed", 0)),
             per_call=int(d.get("windows_per_call", 6)),
             tts_per_call=int(d.get("tts", {}).get("windows_per_call", 2)),
-            calls_per_source=d.get("calls_per_source", 40),
+            calls_per_source=d.get("calls_per_source", 12),
+            first_calls=int(d.get("first_calls", 250)),
             tts=bool(d.get("tts", {}).get("enabled", True)),
             c=float(head.get("C", 0.1)),
             target_call_rate=float(d.get("alerts", {}).get("target_call_rate", 0.01)),
@@ -145,9 +147,12 @@ def run_recipe(path: Path, root: Path | None = None, say: Callable[[str], None] 
     say("[2/5] embedding the daemon's windows after 8 kHz G.711 (cached, resumable)")
     from streamd.training.phone_embed import cache_key, embed_calls, select_calls
 
-    chosen = select_calls(calls, recipe.calls_per_source, recipe.seed)
+    chosen = select_calls(calls, recipe.calls_per_source, recipe.seed, recipe.first_calls)
     key = cache_key(recipe.checkpoint_sha256, "ulaw", recipe.per_call)
-    say(f"  {len(chosen)} calls: at most {recipe.calls_per_source} per source, seeded order")
+    say(
+        f"  {len(chosen)} calls: the first {recipe.first_calls} of a seeded order, plus each "
+        f"source's first {recipe.calls_per_source}"
+    )
     shared = embed_calls(
         calls, chosen, encoder, recipe.cache / key, "ulaw", recipe.per_call, recipe.seed, say
     )

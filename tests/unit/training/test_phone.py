@@ -88,6 +88,7 @@ def test_loso_generalises_on_a_shared_cue_and_reports_per_call() -> None:
 def test_select_calls_caps_each_source_in_a_seeded_order() -> None:
     calls = [Call(str(i), (), "real", "human", f"s{i % 3}") for i in range(30)]
     a, b = select_calls(calls, 4, seed=0), select_calls(calls, 4, seed=0)
+    assert set(select_calls(calls, 1, first=10)) >= set(np.random.default_rng(0).permutation(30)[:10].tolist())
     assert a == b and len(a) == 12
     assert select_calls(calls, 4, seed=1) != a
     assert len(select_calls(calls, None)) == 30
