@@ -69,6 +69,12 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--instances", type=int, default=1, help="model instances run in parallel (default 1)"
     )
+    p.add_argument(
+        "--workspace",
+        metavar="DIR",
+        help="PyTriton's working files (sockets, a copy of tritonserver); default: a new folder "
+        "under ~/.cache/pytriton, removed on a clean stop, left behind after a kill -9",
+    )
     p.set_defaults(func=cmd_serve_model)
 
 
@@ -142,7 +148,7 @@ def serve(detector: Detector, args: argparse.Namespace) -> None:
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_term)
-    with Triton(config=config) as triton:
+    with Triton(config=config, workspace=args.workspace) as triton:
         triton.bind(
             model_name=name,
             infer_func=[make_infer(detector) for _ in range(args.instances)],

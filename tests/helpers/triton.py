@@ -77,6 +77,8 @@ class ServeModel:
                     str(self.metrics_port),
                     "--queue-delay-us",
                     str(self.queue_delay_us),
+                    "--workspace",  # in the test's tmp dir: a killed server leaves it there
+                    str(self.log_path.parent / f"pytriton.{self.grpc_port}"),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
