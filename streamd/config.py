@@ -85,6 +85,40 @@ class SipConfig(_Section):
     tcp_max_connections: int = Field(
         100, ge=1, description="open SIP-over-TCP connections; more are refused"
     )
+    tcp_max_per_source: int = Field(
+        16, ge=1, description="open SIP TCP/TLS connections from one address; more are refused"
+    )
+    tcp_idle_s: float = Field(
+        300.0, gt=0, description="a SIP TCP/TLS connection with no message this long is closed"
+    )
+    max_calls_per_source: int = Field(
+        50, ge=1, description="calls open from one source address; more get 486"
+    )
+    max_media_per_call: int = Field(
+        8, ge=1, le=64, description="m-lines an offer may have (each takes a port); more: 488"
+    )
+    hold_timeout_s: float = Field(
+        3600.0, gt=0, description="a stream on hold (inactive, no RTP expected) this long ends"
+    )
+    tls_port: int | None = Field(
+        None, ge=0, le=65535, description="SIP over TLS (sips:) on this port; null: off"
+    )
+    tls_cert: str | None = Field(None, description="PEM certificate (chain) for SIP over TLS")
+    tls_key: str | None = Field(None, description="PEM private key for SIP over TLS")
+    srtp: Literal["optional", "required", "off"] = Field(
+        "optional",
+        description="SRTP (SDES a=crypto): optional takes RTP/SAVP and RTP/AVP; required: only SAVP",
+    )
+    auth_users: dict[str, str] = Field(
+        {}, description="digest auth user -> password on new INVITEs; empty: allow_from only"
+    )
+    auth_realm: str = Field("streamd", min_length=1, description="digest auth realm")
+    auth_algorithms: list[Literal["SHA-256", "MD5"]] = Field(
+        ["SHA-256", "MD5"], min_length=1, description="digest algorithms challenged, in order"
+    )
+    auth_nonce_s: float = Field(
+        300.0, gt=0, description="a digest nonce older than this is stale (challenged again)"
+    )
 
     @field_validator("allow_from")
     @classmethod
@@ -117,6 +151,12 @@ class SipConfig(_Section):
             except ValueError as exc:
                 raise ValueError(f"{v!r} is not a usable IP address ({exc})") from None
         return v
+
+    @model_validator(mode="after")
+    def _tls(self) -> SipConfig:
+        if self.tls_port is not None and not (self.tls_cert and self.tls_key):
+            raise ValueError("tls_port needs tls_cert and tls_key (PEM files)")
+        return self
 
     @field_validator("codecs")
     @classmethod

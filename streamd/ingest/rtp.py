@@ -10,13 +10,19 @@ Which packets count. Before the first good packet the receiver accepts RTP from 
 the SDP, or from any address in ``allow_from`` (a NATed or load-balanced SBC often sends from
 another port or host than it signals); the first packet that parses and carries a negotiated
 payload type *latches* the receiver to its source (symmetric RTP, as SBCs expect). After that,
-packets from elsewhere are counted ``foreign`` and dropped, unless the latched source has been
-silent for ``RELATCH_S`` (sender failover). A re-INVITE that moves the remote address resets the
-latch. telephone-event and comfort noise are only taken from the audio's SSRC (sipp and some
+packets from elsewhere are counted ``foreign`` and dropped. Another address may take the
+stream over only in two cases, so a host that merely can reach the port cannot hijack a call:
+
+- a re-INVITE (or UPDATE) whose answer has a different remote address or port resets the latch;
+- sender failover: the latched source has been silent for ``RELATCH_S``, and the new packet
+  continues the latched stream: same SSRC as its audio, a sequence number 1 to
+  ``RELATCH_MAX_SEQ`` ahead of the last one taken (mod 2^16), from an address in the SDP or
+  ``allow_from``. An off-path sender cannot guess a 32-bit SSRC; a failed attempt is counted
+  ``hijack_refused``. With SRTP every packet must also authenticate with the call's key. telephone-event and comfort noise are only taken from the audio's SSRC (sipp and some
 PBXs send DTMF with an SSRC of its own, which would otherwise look like a source change).
 
-Hold. While the answer says ``inactive`` (the peer will not send) the inactivity timeout is off,
-and media that resumes starts a fresh jitter buffer: time on hold is not stream time, whether
+Hold. While the answer says ``inactive`` (the peer will not send) the inactivity timeout is off
+(``hold_timeout_s`` ends a stream held longer), and media that resumes starts a fresh jitter buffer: time on hold is not stream time, whether
 the sender's timestamps jumped over it or not. A codec change does the same, and switches the
 stream's resampler (``set_sample_rate``) first.
 """
@@ -38,7 +44,7 @@ import numpy as np
 from streamd.codecs import CodecError, Decoder, make_decoder
 from streamd.errors import StreamdError
 from streamd.protocols.jitter import Gap, JitterBuffer, Payload
-from streamd.protocols.rtp import RtpError, is_rtcp, parse_rtp
+from streamd.protocols.rtp import RtpError, RtpPacket, is_rtcp, parse_rtp
 from streamd.protocols.sip.sdp import AnsweredMedia
 
 if TYPE_CHECKING:
@@ -48,6 +54,7 @@ log = logging.getLogger("streamd.ingest.rtp")
 
 CN_PAYLOAD_TYPE = 13  # RFC 3389 comfort noise: fills holes, never decoded
 RELATCH_S = 2.0
+RELATCH_MAX_SEQ = 3000  # a minute of 20 ms packets
 RECV_BUFFER_BYTES = 256 * 1024
 WRITE_BLOCK_MS = 60
 Warn = Callable[..., None]
@@ -80,7 +87,9 @@ class RtpCounters:
     decode_errors: int = 0
     gaps_capped: int = 0
     latches: int = 0
+    hijack_refused: int = 0  # another address after the silence, not continuing the stream
     timeouts: int = 0
+    hold_timeouts: int = 0  # streams ended by hold_timeout_s
     jitter_closed: Counter[str] = field(default_factory=Counter)  # JitterStats of ended receivers
 
 
@@ -158,12 +167,14 @@ class RtpReceiver(asyncio.DatagramProtocol):
         self.payload_types: frozenset[int] = frozenset()
         self.latched: tuple[str, int] | None = None
         self.expecting = False
+        self.held_since: float | None = None
         self.last_valid = self.loop.time()
         self.closed = False
         self.jitter_totals: Counter[str] = Counter()
         self._codec_key: tuple[Any, ...] | None = None
         self._audio_ssrc: int | None = None
         self._last_ssrc: int | None = None
+        self._last_seq: int | None = None  # the audio SSRC's last sequence number taken
         self._lost_noted = 0
         self._ptime_ticks = 160
         self._pending: list[np.ndarray] = []
@@ -212,6 +223,8 @@ class RtpReceiver(asyncio.DatagramProtocol):
         resumed = expecting and not self.expecting and self.media is not None
         if expecting and not self.expecting:
             self.last_valid = self.loop.time()  # a resumed hold starts the inactivity clock afresh
+        if not expecting and (self.expecting or self.held_since is None):
+            self.held_since = self.loop.time()
         self.expecting = expecting
         self.media = media
         key = (
@@ -246,7 +259,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
         )
         self._lost_noted = 0
         self._block = round(decoder.sample_rate * WRITE_BLOCK_MS / 1000)
-        self._audio_ssrc = self._last_ssrc = None
+        self._audio_ssrc = self._last_ssrc = self._last_seq = None
         self._ptime_ticks = max(1, round(codec.clock_rate * self.limits.ptime_ms / 1000))
         if self.stream is not None:
             self.stream.set_sample_rate(decoder.sample_rate)
@@ -294,12 +307,19 @@ class RtpReceiver(asyncio.DatagramProtocol):
             c.junk += 1
             self.warn("%s: junk datagram from %s:%d: %s", self.name, *source, exc)
             return
+        if relatch and not self._continues(packet):
+            c.foreign += 1
+            c.hijack_refused += 1
+            where = (self.name, *source, packet.ssrc, packet.sequence)
+            self.warn("%s: RTP from %s:%d (SSRC %08x seq %d) does not continue the stream", *where)
+            return
         if self.latched is None and not self._candidate(source[0]):
             c.foreign += 1
             return
         pt = packet.payload_type
         if pt == self.audio_pt:
             self._audio_ssrc = packet.ssrc
+            self._last_seq = packet.sequence
         elif pt not in self.payload_types:
             c.wrong_pt += 1
             self.warn("%s: payload type %d from %s:%d is not in the answer", self.name, pt, *source)
@@ -316,6 +336,12 @@ class RtpReceiver(asyncio.DatagramProtocol):
         c.bytes += len(data)
         self.buffer.push(packet, now)
         self._drain(now)
+
+    def _continues(self, packet: RtpPacket) -> bool:
+        """Failover, not hijack: the audio's SSRC, its sequence a little ahead."""
+        if self._last_seq is None or packet.ssrc != self._audio_ssrc:
+            return False
+        return 0 < (packet.sequence - self._last_seq) % 65536 <= RELATCH_MAX_SEQ
 
     def _candidate(self, ip: str) -> bool:
         media = self.media
@@ -392,6 +418,12 @@ class RtpReceiver(asyncio.DatagramProtocol):
     def idle_s(self, now: float) -> float:
         """Seconds without good RTP while media is expected (0 on hold)."""
         return now - self.last_valid if self.expecting and not self.closed else 0.0
+
+    def held_s(self, now: float) -> float:
+        """Seconds on hold (0 while media is expected)."""
+        if self.expecting or self.closed or self.held_since is None:
+            return 0.0
+        return now - self.held_since
 
     def stats(self) -> dict[str, int]:
         totals = Counter(self.jitter_totals)

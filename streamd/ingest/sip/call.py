@@ -242,7 +242,13 @@ class SipCall:
         self.side_tasks.add(task)
         task.add_done_callback(self.side_tasks.discard)
 
-    def timed_out(self, now: float, timeout_s: float) -> list[RtpReceiver]:
-        """Receivers that expected media and got none for ``timeout_s``: removed from the call."""
-        idle = [i for i, r in self.receivers.items() if r.idle_s(now) > timeout_s]
-        return [self.receivers.pop(i) for i in idle]
+    def timed_out(
+        self, now: float, timeout_s: float, hold_s: float
+    ) -> list[tuple[RtpReceiver, bool]]:
+        """Receivers that expected media and got none for ``timeout_s``, or were on hold for
+        ``hold_s``, removed from the call; with True for the held ones."""
+        out = []
+        for index, receiver in list(self.receivers.items()):
+            if receiver.idle_s(now) > timeout_s or receiver.held_s(now) > hold_s:
+                out.append((self.receivers.pop(index), receiver.held_s(now) > hold_s))
+        return out

@@ -3,8 +3,10 @@
 This module owns the sockets; :mod:`streamd.ingest.sip.uas` drives the sans-I/O state machine
 (:mod:`streamd.protocols.sip.uas`) with the loop's clock, :mod:`streamd.ingest.sip.call` turns
 offers into streams and :mod:`streamd.ingest.rtp` receives
-the media. Everything listens on ``sources.sip.host`` (127.0.0.1 by default): SIP has no
-authentication here beyond ``allow_from``, so exposing it is an explicit decision.
+the media. Everything listens on ``sources.sip.host`` (127.0.0.1 by default); SIP over TLS
+listens on ``tls_port`` too when set. ``allow_from`` is checked on every datagram and at every
+TCP/TLS accept before anything is parsed (or a handshake is made); digest auth
+(``auth_users``) is an option on top.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import importlib.util
 import ipaddress
 import logging
 import socket
+import ssl
 from collections import Counter
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -65,6 +68,9 @@ class SipSource(Source):
         self._udp: SipUdp | None = None
         self._tcp: SipTcp | None = None
         self._server: asyncio.Server | None = None
+        self._tls: SipTcp | None = None
+        self._tls_server: asyncio.Server | None = None
+        self.tls_port: int | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> SipSource:
@@ -95,14 +101,19 @@ class SipSource(Source):
         )
         self.uas = SipUas(cfg, ctx)
         await self._bind(self.uas)
+        if cfg.tls_port is not None:
+            await self._bind_tls(self.uas)
         self.uas.accepting = True
         log.info(
-            "SIP on %s:%d (UDP%s), RTP ports %d-%d, allow_from %s",
+            "SIP on %s:%d (UDP%s%s), RTP ports %d-%d, allow_from %s%s, SRTP %s",
             cfg.host,
             self.port,
             "+TCP" if cfg.tcp else "",
+            f", TLS on {self.tls_port}" if self.tls_port is not None else "",
             *cfg.rtp_ports,
             cfg.allow_from,
+            f", digest auth ({len(cfg.auth_users)} users)" if cfg.auth_users else "",
+            cfg.srtp,
         )
 
     async def _bind(self, uas: SipUas) -> None:
@@ -124,9 +135,7 @@ class SipSource(Source):
                 )
             if not cfg.tcp:
                 return
-            self._tcp = SipTcp(
-                uas.handle, cfg.max_message_bytes, cfg.tcp_max_connections, self._tcp_error
-            )
+            self._tcp = self._stream_transport(uas, None)
             try:
                 self._server = await asyncio.start_server(self._tcp.handle, cfg.host, uas.port)
                 return
@@ -136,14 +145,50 @@ class SipSource(Source):
                     raise StreamdError(f"{where}:{uas.port}/tcp ({exc.strerror or exc})") from None
         raise StreamdError("sources.sip.port: no free port for both UDP and TCP")
 
+    def _stream_transport(self, uas: SipUas, tls: ssl.SSLContext | None) -> SipTcp:
+        cfg = self.cfg
+        return SipTcp(
+            uas.handle,
+            cfg.max_message_bytes,
+            cfg.tcp_max_connections,
+            self._tcp_error,
+            allowed=self.allowed,
+            max_per_source=cfg.tcp_max_per_source,
+            idle_s=cfg.tcp_idle_s,
+            tls=tls,
+        )
+
+    async def _bind_tls(self, uas: SipUas) -> None:
+        """SIP over TLS on ``tls_port``: TCP accept, the allow_from and connection checks, then
+        the handshake (:class:`SipTcp`); the certificate and key are read once, here."""
+        cfg = self.cfg
+        assert cfg.tls_port is not None and cfg.tls_cert and cfg.tls_key
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise StreamdError(
+                f"sources.sip.tls_cert/tls_key: cannot load {cfg.tls_cert} ({exc})"
+            ) from None
+        self._tls = self._stream_transport(uas, context)
+        try:
+            self._tls_server = await asyncio.start_server(self._tls.handle, cfg.host, cfg.tls_port)
+        except OSError as exc:
+            where = f"{cfg.host}:{cfg.tls_port}/tls"
+            raise StreamdError(f"sources.sip.tls_port: cannot listen on {where} ({exc})") from None
+        self.tls_port = int(self._tls_server.sockets[0].getsockname()[1])
+        uas.machine.tls_port = self.tls_port
+
     async def stop(self) -> None:
         """Stop taking calls; BYE and end every call (its streams score what they hold)."""
         if self.uas is not None:
             await self.uas.close()
-        if self._server is not None:
-            self._server.close()
-        if self._tcp is not None:
-            self._tcp.close_all()
+        for server in (self._server, self._tls_server):
+            if server is not None:
+                server.close()
+        for stream in (self._tcp, self._tls):
+            if stream is not None:
+                stream.close_all()
         if self._udp is not None and self._udp.transport is not None:
             self._udp.transport.close()
 
@@ -161,8 +206,13 @@ class SipSource(Source):
                 dict(uas.counters.responses),
             )
             sip["resent"] = uas.transactions.resent
-            sip["tcp_refused"] = self._tcp.refused if self._tcp else 0
-            sip["keepalives"] += self._tcp.keepalives if self._tcp else 0
+            streams = [t for t in (self._tcp, self._tls) if t is not None]
+            sip["tcp_refused"] = sum(t.refused for t in streams)
+            sip["tcp_refused_source"] = sum(t.refused_source for t in streams)
+            sip["tcp_idle_closed"] = sum(t.idle_closed for t in streams)
+            sip["tcp_open"] = sum(len(t.writers) for t in streams)
+            sip["tls_failed"] = self._tls.tls_failed if self._tls else 0
+            sip["keepalives"] += sum(t.keepalives for t in streams)
         rtp = {k: v for k, v in asdict(self.rtp).items() if k != "jitter_closed"}
         return {
             "name": self.name,
@@ -170,6 +220,7 @@ class SipSource(Source):
             "host": self.cfg.host,
             "port": self.port,
             "tcp": self.cfg.tcp,
+            "tls_port": self.tls_port,
             "calls": len(self.calls),
             "max_calls": self.cfg.max_calls,
             "rtp_ports_in_use": len(uas.ctx.pool.in_use) if uas else 0,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -19,8 +20,8 @@ from streamd.protocols.sip.transaction import Peer, Send
 
 log = logging.getLogger("streamd.ingest.sip.server")
 
-TCP_IDLE_S = 900.0  # SBCs keep TCP connections open between calls; CRLF pings reset this
 READ_BYTES = 64 * 1024
+TLS_HANDSHAKE_S = 10.0
 
 Handler = Callable[[bytes, Peer], None]
 
@@ -77,7 +78,10 @@ class TcpChannel(Channel):
 
 
 class SipTcp:
-    """SIP over TCP: Content-Length framing per connection; a framing error closes it."""
+    """SIP over TCP (or TLS: ``transport``): Content-Length framing per connection; a framing
+    error closes it. Checked at accept, before a byte is read: the source must be in
+    ``allow_from`` (else closed, counted ``refused_source``), and under the global and
+    per-address caps. A connection with no message (or CRLF ping) for ``idle_s`` is closed."""
 
     def __init__(
         self,
@@ -85,29 +89,72 @@ class SipTcp:
         max_message: int,
         max_connections: int,
         on_error: Callable[[str, str], None],
+        *,
+        allowed: Callable[[str], bool] = lambda ip: True,
+        max_per_source: int | None = None,
+        idle_s: float = 300.0,
+        transport: str = "TCP",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.handler = handler
         self.max_message = max_message
         self.max_connections = max_connections
         self.on_error = on_error
+        self.allowed = allowed
+        self.max_per_source = max_per_source or max_connections
+        self.idle_s = idle_s
+        self.transport = "TLS" if tls is not None else transport
+        self.tls = tls
         self.writers: set[asyncio.StreamWriter] = set()
-        self.refused = 0
+        self.per_source: dict[str, int] = {}
+        self.refused = 0  # over a connection cap
+        self.refused_source = 0  # from outside allow_from: closed at accept
+        self.idle_closed = 0
+        self.tls_failed = 0
         self.keepalives = 0
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        addr = writer.get_extra_info("peername")
-        name = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr)
+    def _admit(self, ip: str, name: str) -> bool:
+        if not self.allowed(ip):
+            self.refused_source += 1
+            self.on_error(name, "not in allow_from: closed at accept")
+            return False
         if len(self.writers) >= self.max_connections:
             self.refused += 1
             self.on_error(name, f"over sources.sip.tcp_max_connections ({self.max_connections})")
-            writer.close()
+            return False
+        if self.per_source.get(ip, 0) >= self.max_per_source:
+            self.refused += 1
+            self.on_error(name, f"over sources.sip.tcp_max_per_source ({self.max_per_source})")
+            return False
+        return True
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        addr = writer.get_extra_info("peername")
+        name = f"{self.transport} {addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr)
+        ip = str(addr[0]) if isinstance(addr, tuple) else str(addr)
+        if not self._admit(ip, name):
+            writer.transport.abort()  # no lingering: the slot is free now
             return
-        peer = Peer(str(addr[0]), int(addr[1]), "TCP", TcpChannel(writer))
+        if self.tls is not None:  # the handshake after the checks: strangers cost no crypto
+            try:
+                await writer.start_tls(self.tls, ssl_handshake_timeout=TLS_HANDSHAKE_S)
+            except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError) as exc:
+                self.tls_failed += 1
+                self.on_error(name, f"TLS handshake failed: {exc}")
+                writer.transport.abort()
+                return
+        peer = Peer(ip, int(addr[1]), self.transport, TcpChannel(writer))
         framer = SipStreamFramer(self.max_message)
         self.writers.add(writer)
+        self.per_source[ip] = self.per_source.get(ip, 0) + 1
         try:
             while True:
-                data = await asyncio.wait_for(reader.read(READ_BYTES), TCP_IDLE_S)
+                try:
+                    data = await asyncio.wait_for(reader.read(READ_BYTES), self.idle_s)
+                except asyncio.TimeoutError:
+                    self.idle_closed += 1
+                    self.on_error(name, f"no message for {self.idle_s:.0f} s (tcp_idle_s): closed")
+                    return
                 if not data:
                     return
                 seen = framer.keepalives
@@ -116,10 +163,13 @@ class SipTcp:
                 self.keepalives += framer.keepalives - seen
         except SipError as exc:
             self.on_error(name, f"framing error, closing the connection: {exc}")
-        except (asyncio.TimeoutError, OSError):
+        except OSError:
             pass
         finally:
             self.writers.discard(writer)
+            left = self.per_source.pop(ip, 1) - 1
+            if left:
+                self.per_source[ip] = left
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 2.0)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from streamd.ingest.sip.call import Cancelled, MediaContext, SipCall
 from streamd.ingest.sip.transport import send
 from streamd.protocols.sip.dialog import Call, Rejected
+from streamd.protocols.sip.digest import DigestAuth
 from streamd.protocols.sip.transaction import Peer, Send, Transactions
 from streamd.protocols.sip.uas import (
     Action,
@@ -49,6 +50,18 @@ class SipUas:
             answer_delay_s=cfg.answer_delay_ms / 1000,
             allowed=ctx.allowed,
             local_ip=ctx.local_ip,
+            max_calls_per_source=cfg.max_calls_per_source,
+            max_media_per_call=cfg.max_media_per_call,
+            auth=(
+                DigestAuth(
+                    cfg.auth_realm,
+                    cfg.auth_users,
+                    algorithms=cfg.auth_algorithms,
+                    nonce_ttl_s=cfg.auth_nonce_s,
+                )
+                if cfg.auth_users
+                else None
+            ),
         )
         self.media: dict[Call, SipCall] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -110,9 +123,16 @@ class SipUas:
             media = self.media.get(call)
             if media is None:
                 continue
-            for receiver in media.timed_out(now, self.cfg.rtp_timeout_s):
+            cfg = self.cfg
+            for receiver, held in media.timed_out(now, cfg.rtp_timeout_s, cfg.hold_timeout_s):
+                if held:
+                    self.ctx.counters.hold_timeouts += 1
+                    what = "on hold for %.0f s (hold_timeout_s): ending the stream"
+                    self.ctx.warn(f"%s: {what}", receiver.name, cfg.hold_timeout_s)
+                    self._spawn(receiver.finish("hold timeout"))
+                    continue
                 self.ctx.counters.timeouts += 1
-                timeout = self.cfg.rtp_timeout_s
+                timeout = cfg.rtp_timeout_s
                 self.ctx.warn("%s: no RTP for %.0f s: ending the stream", receiver.name, timeout)
                 self._spawn(receiver.finish("rtp timeout"))
             if not media.receivers:

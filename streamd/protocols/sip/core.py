@@ -1,8 +1,11 @@
 """The UAS core (RFC 3261 §8.2), sans-I/O: what every request goes through before its method.
 
-A message is screened (size, keep-alive, a start line), parsed, matched to its transaction
-(:mod:`streamd.protocols.sip.transaction`: retransmissions get the last response again), checked
-against ``allow_from`` (403) and handed to the subclass's ``_on_<method>``; requests nobody
+A message is screened (size, keep-alive, then ``allow_from`` on the source address *before any
+parsing*), parsed, matched to its transaction (:mod:`streamd.protocols.sip.transaction`:
+retransmissions get the last response again) and handed to the subclass's ``_on_<method>``.
+Strangers (outside ``allow_from``) create no state: a small request of theirs gets a stateless
+403 (at most ``STRANGER_REPLIES_PER_S``, so we are no reflector), anything else is counted
+``refused`` and dropped unparsed; requests nobody
 handles get 481 (PRACK), 405 or 501. Malformed requests from allowed sources get a 400 that says
 why; responses go to our own client transactions. Everything comes out as actions
 (:class:`Send`, :class:`Log`, and the call actions :class:`~streamd.protocols.sip.uas.Uas`
@@ -43,6 +46,8 @@ REFUSED_METHODS = frozenset({"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAG
 KNOWN_METHODS = REFUSED_METHODS | {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE"}
 KNOWN_METHODS |= {"INFO", "PRACK"}
 SERVER = f"streamd/{__version__}"
+STRANGER_PARSE_BYTES = 4096  # a stranger's message larger than this is never parsed
+STRANGER_REPLIES_PER_S = 20.0  # stateless 403s, all strangers together (burst: one second's)
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,6 +109,28 @@ class SipCounters:
     calls: int = 0  # answered with 200
     byes_sent: int = 0
     tcp_errors: int = 0
+    refused: int = 0  # messages from outside allow_from (403 or dropped; no state either way)
+    refused_unanswered: int = 0  # of those, dropped unparsed (too big, over the 403 rate)
+    over_source_calls: int = 0  # INVITEs over max_calls_per_source (486)
+    too_many_media: int = 0  # offers with more than max_media_per_call m-lines (488)
+    auth_challenges: int = 0  # 401s sent (digest auth)
+    auth_failures: int = 0  # credentials that did not verify (wrong password, replayed nc)
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved; time passed in."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.stamp = burst, 0.0
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
 
 
 class UasCore:
@@ -121,6 +148,7 @@ class UasCore:
         local_ip: Callable[[str], str],
     ) -> None:
         self.port = port
+        self.tls_port: int | None = None  # set by the adapter when it listens for TLS
         self.max_message_bytes = max_message_bytes
         self.allowed = allowed
         self.local_ip = local_ip
@@ -128,6 +156,7 @@ class UasCore:
         self.transactions = Transactions(max_transactions)
         self._out: list[Action] = []
         self._now = 0.0
+        self._stranger_replies = TokenBucket(STRANGER_REPLIES_PER_S, STRANGER_REPLIES_PER_S)
 
     def receive(self, data: bytes, peer: Peer, now: float) -> list[Action]:
         """One datagram or TCP frame from ``peer``."""
@@ -155,6 +184,9 @@ class UasCore:
             return
         if is_keepalive(data):
             c.keepalives += 1
+            return
+        if not self.allowed(peer.ip):  # before any parsing: strangers' bytes cost a lookup
+            self._stranger(data, peer)
             return
         if not looks_like_sip(data):  # a flood of random datagrams must stay cheap
             c.junk += 1
@@ -184,10 +216,6 @@ class UasCore:
             c.retransmissions += 1
             self._out.extend(again)
             return
-        if not self.allowed(peer.ip):
-            self._warn("SIP %s from %s:%d: not in allow_from: 403", method, peer.ip, peer.port)
-            self._reply(tx, 403, "Forbidden (source not in allow_from)")
-            return
         handler = getattr(self, f"_on_{method.lower()}", None)
         if handler is not None:
             handler(tx, message)
@@ -198,10 +226,40 @@ class UasCore:
         else:
             self._reply(tx, 501, headers=[("Allow", ALLOW)])
 
+    def _stranger(self, data: bytes, peer: Peer) -> None:
+        """A message from outside ``allow_from``: a stateless 403 when it is small and the reply
+        budget allows, else dropped unparsed. No transaction, no call, nothing kept."""
+        c = self.counters
+        c.refused += 1
+        peer_at = (peer.ip, peer.port)
+        message: SipRequest | SipResponse | None = None
+        if (
+            len(data) <= STRANGER_PARSE_BYTES
+            and looks_like_sip(data)
+            and self._stranger_replies.take(self._now)
+        ):
+            try:
+                message = parse_message(data, max_size=STRANGER_PARSE_BYTES)
+                if isinstance(message, SipRequest) and message.method.upper() != "ACK":
+                    target = message.vias[0].response_target(peer.ip, peer.port)
+                    reason = "Forbidden (source not in allow_from)"
+                    reply = self._build(message, peer, 403, reason, None)
+                    self._warn(
+                        "SIP %s from %s:%d: not in allow_from: 403", message.method, *peer_at
+                    )
+                    self._out.append(Send(peer, reply, target))
+                    return
+            except (SipError, IndexError):
+                pass
+        c.refused_unanswered += 1
+        self._warn(
+            "SIP %s:%d: %d bytes from outside allow_from: dropped unparsed", *peer_at, len(data)
+        )
+
     def _malformed(self, data: bytes, peer: Peer, exc: SipError) -> None:
         self.counters.junk += 1
         self._warn("SIP %s:%d: malformed message (%s)", peer.ip, peer.port, exc)
-        request = salvage(data) if self.allowed(peer.ip) else None  # no answers to strangers' junk
+        request = salvage(data)  # only allowed peers get here: strangers' junk is never answered
         if request is None:
             return
         try:
@@ -267,6 +325,8 @@ class UasCore:
     def _contact(self, peer: Peer) -> str:
         ip = self.local_ip(peer.ip)
         host = f"[{ip}]" if ":" in ip else ip
+        if peer.transport == "TLS" and self.tls_port is not None:
+            return f"<sips:streamd@{host}:{self.tls_port};transport=tls>"
         return f"<sip:streamd@{host}:{self.port};transport={peer.transport.lower()}>"
 
     def _ack(self, req: SipRequest, key: Key) -> None:

@@ -152,18 +152,27 @@ class Headers:
         return f"Headers({self._items!r})"
 
 
+MAX_PARAMS = 64  # parameters on one header value
+MAX_PARAM_CHARS = 1024  # one parameter, name and value
+
+
 def parse_params(text: str) -> dict[str, str | None]:
-    """``;a=1;b;c="x;y"`` -> ``{"a": "1", "b": None, "c": "x;y"}`` (names lower-cased)."""
+    """``;a=1;b;c="x;y"`` -> ``{"a": "1", "b": None, "c": "x;y"}`` (names lower-cased).
+    At most ``MAX_PARAMS`` of at most ``MAX_PARAM_CHARS`` each: more is a malformed header."""
     params: dict[str, str | None] = {}
     text = text.strip()
     if not text:
         return params
+    if text.count(";") > MAX_PARAMS:
+        raise SipHeaderError(f"more than {MAX_PARAMS} parameters")
     if not text.startswith(";"):
         raise SipHeaderError(f"parameters must start with ';': {text[:40]!r}")
     items, unterminated = _split_outside(text[1:], ";", angle=False)
     if unterminated:
         raise SipHeaderError("unterminated quoted string")
     for item in items:
+        if len(item) > MAX_PARAM_CHARS:
+            raise SipHeaderError(f"parameter longer than {MAX_PARAM_CHARS}: {item[:40]!r}")
         name, sep, value = item.partition("=")
         name = name.strip().lower()
         if not re.fullmatch(_TOKEN, name):

@@ -47,10 +47,11 @@ __all__ = [
 
 MAX_MESSAGE_SIZE = 65535
 MAX_HEADERS = 256
+MAX_HEADER_LINE = 8192  # one header line (folded lines joined); longer is a 400, never parsed
 
 REASONS = {
     100: "Trying", 180: "Ringing", 183: "Session Progress", 200: "OK",
-    400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
     408: "Request Timeout", 415: "Unsupported Media Type", 420: "Bad Extension",
     480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist",
     486: "Busy Here", 487: "Request Terminated", 488: "Not Acceptable Here",
@@ -189,6 +190,8 @@ def _parse_header_block(head: bytes, max_headers: int = MAX_HEADERS) -> tuple[st
             lines.append(line)
     headers = Headers()
     for line in lines[1:]:
+        if len(line) > MAX_HEADER_LINE:
+            raise SipError(f"header line longer than {MAX_HEADER_LINE} characters: {line[:40]!r}")
         match = _HEADER_LINE.fullmatch(line)
         if match is None:
             raise SipError(f"malformed header line {line[:60]!r}")
@@ -213,6 +216,8 @@ def parse_message(
         raise SipError("empty SIP message")
     head, body = _split_head(buf)
     start, headers = _parse_header_block(head)
+    if len(start) > MAX_HEADER_LINE:
+        raise SipError(f"start line longer than {MAX_HEADER_LINE} characters")
     message: SipRequest | SipResponse
     if (status := _STATUS_LINE.fullmatch(start)) is not None:
         message = SipResponse(headers, b"", int(status.group(2)), status.group(3))

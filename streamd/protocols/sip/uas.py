@@ -13,7 +13,11 @@ What it answers:
 - re-INVITE and ``UPDATE`` in the dialog: a new offer, SIPREC metadata only, or (no body) a
   session refresh that gets the current answer again; 491 while another offer is being
   answered. ``INFO`` 200.
-- 403 from outside ``allow_from``; 486 over ``max_calls``; 503 while stopping; 420 for a
+- 401 with a digest challenge when ``auth`` is set and a new INVITE carries no valid
+  credentials (:mod:`streamd.protocols.sip.digest`; in-dialog requests ride on the dialog).
+- 403 from outside ``allow_from`` (stateless, see the core); 486 over ``max_calls`` or over
+  ``max_calls_per_source`` calls from one address; 488 for an offer with more than
+  ``max_media_per_call`` m-lines (each would take an RTP port and a stream); 503 while stopping; 420 for a
   ``Require`` other than ``siprec``; 415 for bodies we cannot read; 488 without an SDP offer;
   400 with the reason for malformed requests (rebuilt from their good header lines, and only
   for allowed sources: junk from strangers is counted, never answered); 481 for unknown dialogs
@@ -48,6 +52,7 @@ from streamd.protocols.sip.dialog import (
     check_require,
     read_offer,
 )
+from streamd.protocols.sip.digest import DigestAuth
 from streamd.protocols.sip.malformed import phrase
 from streamd.protocols.sip.message import SipError, SipRequest
 from streamd.protocols.sip.sdp import SessionDescription
@@ -80,6 +85,9 @@ class Uas(UasCore):
         answer_delay_s: float,
         allowed: Callable[[str], bool],
         local_ip: Callable[[str], str],
+        max_calls_per_source: int | None = None,
+        max_media_per_call: int = 8,
+        auth: DigestAuth | None = None,
     ) -> None:
         super().__init__(
             port=port,
@@ -89,6 +97,9 @@ class Uas(UasCore):
             local_ip=local_ip,
         )
         self.max_calls = max_calls
+        self.max_calls_per_source = max_calls_per_source or max_calls
+        self.max_media_per_call = max_media_per_call
+        self.auth = auth
         self.answer_delay_s = answer_delay_s
         self.accepting = False
         self.calls: dict[str, Call] = {}
@@ -246,6 +257,16 @@ class Uas(UasCore):
             self._warn("INVITE %s from %s: max_calls (%d) reached: 486", *where)
             self._reply(tx, 486, f"Busy Here (max_calls {self.max_calls} reached)")
             return
+        if not self._authorized(tx, req):
+            return
+        mine = sum(1 for c in self.calls.values() if c.peer.ip == tx.peer.ip)
+        if mine >= self.max_calls_per_source:
+            self.counters.over_source_calls += 1
+            where = (req.call_id, tx.peer.ip, self.max_calls_per_source)
+            self._warn("INVITE %s from %s: max_calls_per_source (%d) reached: 486", *where)
+            limit = self.max_calls_per_source
+            self._reply(tx, 486, f"Busy Here (max_calls_per_source {limit} reached)")
+            return
         if req.call_id in self.calls:
             self._reply(tx, 482, "Loop Detected")
             return
@@ -260,6 +281,8 @@ class Uas(UasCore):
             self._reply(tx, 400, f"Bad Request ({phrase(str(exc))})")
             return
         assert offer is not None
+        if not self._media_ok(tx, offer):
+            return
         call = Call(dialog, tx.peer, invite_tx=tx, pending=tx, negotiating=True)
         tx.owner = call
         self.calls[call.call_id] = call
@@ -287,6 +310,8 @@ class Uas(UasCore):
         except Rejected as exc:
             self._reply_rejected(tx, exc)
             return
+        if offer is not None and not self._media_ok(tx, offer):
+            return
         if offer is None:
             if metadata is not None:
                 self._out.append(UpdateMetadata(call, metadata))
@@ -295,6 +320,36 @@ class Uas(UasCore):
         call.pending, call.negotiating = tx, True
         self._offers[call] = (offer, metadata)
         self._start(call)
+
+    def _authorized(self, tx: ServerTransaction, req: SipRequest) -> bool:
+        """Digest credentials on a new INVITE (when ``auth`` is set); else a 401 challenge."""
+        if self.auth is None:
+            return True
+        outcome = self.auth.check(
+            req.method.upper(), req.uri, req.headers.get_all("Authorization"), self._now
+        )
+        if outcome.ok:
+            return True
+        if outcome.verdict == "bad":
+            self.counters.auth_failures += 1
+            where = (req.call_id, tx.peer.ip, outcome.username or "?", outcome.why)
+            self._warn("INVITE %s from %s: digest auth failed for %s (%s): 401", *where)
+        self.counters.auth_challenges += 1
+        stale = outcome.verdict == "stale"
+        challenges = [("WWW-Authenticate", v) for v in self.auth.challenge(self._now, stale=stale)]
+        self._reply(tx, 401, headers=challenges)
+        return False
+
+    def _media_ok(self, tx: ServerTransaction, offer: SessionDescription) -> bool:
+        """At most ``max_media_per_call`` m-lines: each would hold an RTP port and a stream."""
+        if len(offer.media) <= self.max_media_per_call:
+            return True
+        self.counters.too_many_media += 1
+        where = (tx.key[1], tx.peer.ip, len(offer.media), self.max_media_per_call)
+        self._warn("SIP %s from %s: %d m-lines, over max_media_per_call (%d): 488", *where)
+        reason = f"Not Acceptable Here (more than {self.max_media_per_call} m-lines)"
+        self._reply(tx, 488, reason)
+        return False
 
     def _start(self, call: Call) -> None:
         offer, metadata = self._offers.pop(call)

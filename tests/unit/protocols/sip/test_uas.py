@@ -150,7 +150,8 @@ def test_strangers_get_403_and_their_junk_no_answer() -> None:
     assert [a for a in uas.receive(bad, STRANGER, 0) if isinstance(a, Send)] == []
     (answer,) = sent(uas.receive(bad, UDP, 0))  # an allowed peer is told why
     assert isinstance(answer, SipResponse) and answer.status == 400
-    assert answer.reason.startswith("Bad Request (") and uas.counters.junk == 2
+    assert answer.reason.startswith("Bad Request (") and uas.counters.junk == 1
+    assert uas.counters.refused == 2 and uas.counters.refused_unanswered == 1
 
 
 # -- the state machine ---------------------------------------------------------------------------
