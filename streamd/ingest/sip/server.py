@@ -277,4 +277,4 @@ class SipSource(Source):
     def _tcp_error(self, peer: str, why: str) -> None:
         if self.uas is not None:
             self.uas.counters.tcp_errors += 1
-        self.warn("SIP TCP %s: %s", peer, why)
+        self.warn("SIP %s: %s", peer, why)
