@@ -201,7 +201,8 @@ class DigestAuth:
             nc=nc_text,
             cnonce=creds["cnonce"],
         )
-        if not hmac.compare_digest(expected, creds["response"].lower()):
+        given = creds["response"].lower().encode("utf-8", "replace")
+        if not hmac.compare_digest(expected.encode(), given):
             return Outcome("bad", user, "wrong response (password)")
         return self._count(nonce, int(nc_text, 16), now - age, user)
 
