@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 
     from streamd.offline.eval import ClipResult
 
-DET_TICKS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
+DET_TICKS = (0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95)
+MIN_CLIPS_FOR_CURVE = 5  # per class: a curve through 1 fake clip is a step, not a finding
+MAX_CURVES = 12  # per plot; the tables list every group
 _PROBIT = NormalDist()
 
 
@@ -118,6 +120,12 @@ def curves(
     return out
 
 
+def plotted(group: list[Curve]) -> list[Curve]:
+    """The curves worth drawing: enough clips of each class, the largest groups first."""
+    big = [c for c in group if min(c.n_real, c.n_fake) >= MIN_CLIPS_FOR_CURVE]
+    return sorted(big, key=lambda c: (-c.n_fake, -c.n_real, c.name))[:MAX_CURVES]
+
+
 def _probit(p: np.ndarray | float) -> np.ndarray:
     clipped = np.clip(np.asarray(p, dtype=float), 1e-4, 1 - 1e-4)
     return np.array([_PROBIT.inv_cdf(float(v)) for v in clipped.ravel()]).reshape(clipped.shape)
@@ -135,12 +143,12 @@ def _plot_pair(curves_: list[Curve], title: str, path: Path, far: float) -> None
     import matplotlib.pyplot as plt
 
     fig, (det, roc) = plt.subplots(1, 2, figsize=(12, 5.2))
-    many = len(curves_) > 10
+    many = len(curves_) > 6
     for c in curves_:
         label = f"{_short(c.name)} ({c.n_real} real / {c.n_fake} fake)"
         kw: dict[str, Any] = {"lw": 1.0 if many else 1.8}
-        (line,) = det.plot(_probit(c.fpr), _probit(c.fnr), label=label, **kw)
-        roc.plot(c.fpr, 1 - c.fnr, color=line.get_color(), **kw)
+        (line,) = det.plot(_probit(c.fpr), _probit(c.fnr), **kw)
+        roc.plot(c.fpr, 1 - c.fnr, color=line.get_color(), label=label, **kw)
         for pt, marker in ((c.at_threshold, "o"), (c.at_far, "s")):
             if pt is not None:
                 det.plot(*_probit(np.array(pt)), marker=marker, color=line.get_color(), ms=7)
@@ -150,9 +158,9 @@ def _plot_pair(curves_: list[Curve], title: str, path: Path, far: float) -> None
     roc.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false-alarm rate (real flagged)")
     roc.set(ylabel="detection rate (fake flagged)", title="ROC")
     roc.grid(alpha=0.3)
-    det.plot([], [], "o", color="#444", label="● threshold in use")
-    det.plot([], [], "s", color="#444", label=f"■ threshold for {far:.1%} false alarms")
-    det.legend(fontsize=7 if many else 8, loc="upper right", ncol=2 if many else 1)
+    roc.plot([], [], "o", color="#444", label="threshold in use")
+    roc.plot([], [], "s", color="#444", label=f"threshold for {far:.1%} false alarms")
+    roc.legend(fontsize=7 if many else 8, loc="lower right")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -164,7 +172,7 @@ def _det_axes(ax: Axes) -> None:
     labels = [f"{t:.1%}".replace(".0%", "%") for t in DET_TICKS]
     ax.set_xticks(ticks, labels)
     ax.set_yticks(ticks, labels)
-    lim = (_probit(0.0005), _probit(0.6))
+    lim = (_probit(0.0005), _probit(0.99))
     ax.set(xlim=lim, ylim=lim, xlabel="false-alarm rate (real flagged)")
     ax.set(ylabel="miss rate (fake passed)", title="DET (normal deviate scale)")
     ax.plot(lim, lim, ls=":", color="#999", lw=1)  # the EER line
@@ -276,9 +284,15 @@ def write_report(
         ("source", "Per source (each source's own clips)"),
         ("generator", "Per generator (its fakes against all real clips)"),
     ):
-        if groups[kind]:
+        drawn = plotted(groups[kind]) if kind != "overall" else groups[kind]
+        if drawn:
+            if len(drawn) < len(groups[kind]):
+                title_ += (
+                    f": the {len(drawn)} largest of {len(groups[kind])} with at least "
+                    f"{MIN_CLIPS_FOR_CURVE} clips of each class (every one is in the tables)"
+                )
             paths[kind] = out / f"det_roc_{kind}.png"
-            _plot_pair(groups[kind], title_, paths[kind], far)
+            _plot_pair(drawn, title_, paths[kind], far)
     paths["histogram"] = out / "histogram.png"
     _plot_hist(rows, threshold, far_t, paths["histogram"])
 
