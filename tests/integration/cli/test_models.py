@@ -93,8 +93,15 @@ def test_list_shows_family_window_labels_and_sha(
 
 
 def test_list_of_an_empty_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing installed: the built-in default is what the daemon uses, so that is listed."""
+    from streamd.model.shipped import DEFAULT_BUILTIN, builtin_manifest
+
     assert main(["models", "list", "--models-dir", str(tmp_path)]) == 0
-    assert "no models" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    if builtin_manifest() is None:
+        assert "no models" in out
+    else:
+        assert f"{DEFAULT_BUILTIN} [built-in, default]" in out
 
 
 def test_verify_ok_then_mismatch(

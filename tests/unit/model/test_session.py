@@ -75,8 +75,13 @@ def test_input_not_batch_by_samples(model_copy: Path, tmp_path: Path) -> None:
 
 def test_resolve_manifest(model_copy: Path, tmp_path: Path) -> None:
     assert resolve_manifest(model_copy, None).stem == "tiny"
-    with pytest.raises(NoModelError, match="streamd models pull"):
-        resolve_manifest(tmp_path / "empty", None)
+    from streamd.model.shipped import builtin_manifest
+
+    if builtin_manifest() is not None:  # nothing installed: the built-in default
+        assert resolve_manifest(tmp_path / "empty", None) == builtin_manifest()
+    else:
+        with pytest.raises(NoModelError, match="streamd models pull"):
+            resolve_manifest(tmp_path / "empty", None)
     with pytest.raises(NoModelError, match="installed: tiny"):
         resolve_manifest(model_copy, "other")
     shutil.copy(model_copy / "tiny.yaml", model_copy / "twin.yaml")
