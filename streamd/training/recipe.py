@@ -224,8 +224,10 @@ def _sources(calls: list[Call]) -> list[dict[str, Any]]:
             s["license"] = c.license
     for s in out.values():
         lic = (s["license"] or "").lower()
-        if "no license" in lic or "none stated" in lic:
+        if "no license file" in lic:
             s["license_note"] = "no license file"
+        elif "none stated" in lic or "no license stated" in lic:
+            s["license_note"] = "no license stated"
     return list(out.values())
 
 
