@@ -129,7 +129,10 @@ async def run_trial(
     if start_at is not None:  # processes of one trial start on the same wall-clock instant
         await asyncio.sleep(max(0.0, start_at - time.time()))
     t_start = time.perf_counter() + 0.05
-    t0 = [t_start + i / n for i in range(n)]  # calls start spread over a second, not in step
+    # Calls start spread over one window length, as arrivals are in steady state: started in
+    # step, every stream's first window (no cached frames yet) would land in the same second.
+    spread = min(4.0, seconds / 4)
+    t0 = [t_start + spread * i / n for i in range(n)]
     streams: list[StreamPipeline] = []
     index: dict[str, int] = {}
     feeds = []
