@@ -51,6 +51,10 @@ def register(sub: Any) -> None:
     p.add_argument("--shared", help="the shared data folder (default: ../shared when present)")
     p.add_argument("--calls", type=int, default=6, help="calls of each kind (default 6)")
     p.add_argument("--call-s", type=float, default=40.0, help="seconds per call (default 40)")
+    p.add_argument(
+        "--real-sources",
+        help="comma-separated ../shared/data folders to take real calls from (default: any)",
+    )
     p.add_argument("--calm-below", type=float, default=0.2)
     p.add_argument("--calm-windows", type=int, default=3)
     p.add_argument("--long-hop", type=float, default=3.0)
@@ -91,7 +95,9 @@ class _PerStream(HubObserver):
 
 
 async def _play(hub: StreamHub, counts: _PerStream, key: str, call: Call) -> None:
-    stream = hub.open_stream(StreamInfo.new(source="bench", leg="caller", stream_id=key), 8000)
+    info = StreamInfo.new(source="bench", leg="caller", stream_id=key)
+    # simulated time: scores come back before the next packet, however fast that is
+    stream = hub.open_stream(info, 8000, realtime=False)
     pkt = PHONE_RATE // 50
     for at in range(0, len(call.audio), pkt):
         stream.write(call.audio[at : at + pkt])
@@ -175,7 +181,11 @@ def run(args: argparse.Namespace) -> int:
         print("../shared/data is absent: no labelled calls to measure; skipped")
         return 0
     t0 = time.monotonic()
-    real = build_calls(shared_clips(shared, "real"), "real", args.calls, args.call_s)
+    sources = shared_clips(shared, "real")
+    if args.real_sources:
+        keep = {x.strip() for x in args.real_sources.split(",")}
+        sources = {k: v for k, v in sources.items() if k in keep}
+    real = build_calls(sources, "real", args.calls, args.call_s)
     fake = build_calls(shared_clips(shared, "fake"), "fake", args.calls, args.call_s)
     switch = make_switch_calls(real, fake[::-1], args.call_s / 2)
     calls = real + fake + switch
