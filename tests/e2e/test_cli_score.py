@@ -108,9 +108,13 @@ def test_bad_input_is_one_line_and_exit_2(
     assert len(err) == 1 and "Traceback" not in r.stderr, r.stderr
 
 
-def test_no_model_says_how_to_get_one(tmp_path: Path, clips: dict[str, Path]) -> None:
+def test_no_model_installed_uses_the_built_in_and_a_wrong_name_says_how_to_get_one(
+    tmp_path: Path, clips: dict[str, Path]
+) -> None:
+    r = streamd("score", str(clips["speech"]), "--models-dir", str(tmp_path))
+    assert r.returncode == 0 and "model phone-aasist5-lr" in r.stdout, r.stderr
     for cmd in (["score", str(clips["speech"])], ["run"]):
-        r = streamd(*cmd, "--models-dir", str(tmp_path))
+        r = streamd(*cmd, "--models-dir", str(tmp_path), "--model", "nosuch")
         assert r.returncode == 2 and "streamd models" in r.stderr and "Traceback" not in r.stderr
 
 
