@@ -56,7 +56,7 @@ def _wav2vec2_seqcls(folder: Path) -> tuple[Path, dict[str, Any]]:
     cfg = Wav2Vec2Config(**TWO)
     cfg.architectures = ["Wav2Vec2ForSequenceClassification"]
     Wav2Vec2ForSequenceClassification(cfg).save_pretrained(folder)
-    Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(folder)  # type: ignore[no-untyped-call]
     return folder, {}
 
 
@@ -84,7 +84,7 @@ def _ast(folder: Path) -> tuple[Path, dict[str, Any]]:
     cfg = ASTConfig(**labels)  # AST base: 12 layers, 768 wide, 1024 x 128 input
     cfg.architectures = ["ASTForAudioClassification"]
     ASTForAudioClassification(cfg).save_pretrained(folder)
-    ASTFeatureExtractor().save_pretrained(folder)
+    ASTFeatureExtractor().save_pretrained(folder)  # type: ignore[no-untyped-call]
     return folder, {}
 
 
@@ -106,7 +106,7 @@ def _embed_logreg(folder: Path) -> tuple[Path, dict[str, Any]]:
     cfg = Wav2Vec2Config(vocab_size=32)  # wav2vec2-base-960h's architecture
     cfg.architectures = ["Wav2Vec2ForCTC"]
     Wav2Vec2ForCTC(cfg).save_pretrained(folder / "backbone")
-    Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(folder / "backbone")
+    Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(folder / "backbone")  # type: ignore[no-untyped-call]
     rng = np.random.default_rng(0)
     x = rng.standard_normal((400, 768))
     y = np.where(rng.standard_normal(400) > 0, "spoof", "bonafide")

@@ -70,7 +70,8 @@ def packet_loss(
 def change_level(audio: np.ndarray, gain_db: float) -> np.ndarray:
     """Scale by ``gain_db`` and saturate at full scale, as an ADC or a hot line would."""
     gain = np.float32(10.0 ** (gain_db / 20.0))
-    return np.clip(np.asarray(audio, dtype=np.float32) * gain, -1.0, 1.0)
+    out: np.ndarray = np.clip(np.asarray(audio, dtype=np.float32) * gain, -1.0, 1.0)
+    return out
 
 
 def colored_noise(n: int, color: str, rng: np.random.Generator) -> np.ndarray:
@@ -105,7 +106,8 @@ def add_noise(audio: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray
     if p_signal == 0.0 or p_noise == 0.0:
         return np.asarray(audio, dtype=np.float32).copy()
     scale = np.sqrt(p_signal / (p_noise * 10.0 ** (snr_db / 10.0)))
-    return (x + scale * n).astype(np.float32)
+    out: np.ndarray = (x + scale * n).astype(np.float32)
+    return out
 
 
 def band_limit(

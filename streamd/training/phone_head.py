@@ -32,7 +32,8 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, c: float = 0.1, seed: int = 0) ->
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+    out: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+    return out
 
 
 def ema_alert_stat(p: np.ndarray, alpha: float = 0.5, raise_after: int = 2) -> float:

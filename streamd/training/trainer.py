@@ -246,7 +246,7 @@ def train(
                 ).to(device)
                 loss = F.cross_entropy(head(**table.batch(b, device)), target, weight=weights)
                 optim.zero_grad(set_to_none=True)
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]
                 optim.step()
                 sched.step()
                 losses.append(loss.item())

@@ -77,7 +77,8 @@ def frame_to_pcm(frame: Any) -> np.ndarray:
     channels = len(frame.layout.channels)
     if frame.format.is_planar:
         return np.ascontiguousarray(data.reshape(channels, -1).T)
-    return data.reshape(-1, channels)
+    out: np.ndarray = data.reshape(-1, channels)
+    return out
 
 
 class FrameTimeline:

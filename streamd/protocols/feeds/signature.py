@@ -20,7 +20,8 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import http_sfv
+from http_sfv.dictionary import Dictionary
+from http_sfv.item import InnerList
 
 REQUIRED = (
     "@request-target",
@@ -75,7 +76,7 @@ def verify(
         return _fail("request is not signed (Signature and Signature-Input headers)")
     if len(raw_input) > MAX_FIELD or len(raw_sig) > MAX_FIELD:
         return _fail("signature headers too large")
-    inputs, sigs = http_sfv.Dictionary(), http_sfv.Dictionary()
+    inputs, sigs = Dictionary(), Dictionary()
     try:
         inputs.parse(raw_input.encode("ascii"))
         sigs.parse(raw_sig.encode("ascii"))
@@ -85,7 +86,7 @@ def verify(
         return _fail("expected exactly one signature")
     label = next(iter(inputs))
     covered, signature = inputs[label], sigs.get(label)
-    if not isinstance(covered, http_sfv.InnerList):
+    if not isinstance(covered, InnerList):
         return _fail("Signature-Input is not an inner list")
     if signature is None or not isinstance(signature.value, bytes):
         return _fail(f"no signature for label {label!r}")
