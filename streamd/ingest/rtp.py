@@ -18,7 +18,8 @@ stream over only in two cases, so a host that merely can reach the port cannot h
   continues the latched stream: same SSRC as its audio, a sequence number 1 to
   ``RELATCH_MAX_SEQ`` ahead of the last one taken (mod 2^16), from an address in the SDP or
   ``allow_from``. An off-path sender cannot guess a 32-bit SSRC; a failed attempt is counted
-  ``hijack_refused``. With SRTP every packet must also authenticate with the call's key. telephone-event and comfort noise are only taken from the audio's SSRC (sipp and some
+  ``hijack_refused``. With SRTP every packet must also authenticate with the call's key
+  (failures are counted ``srtp_failed``), before anything else looks at it. telephone-event and comfort noise are only taken from the audio's SSRC (sipp and some
 PBXs send DTMF with an SSRC of its own, which would otherwise look like a source change).
 
 Hold. While the answer says ``inactive`` (the peer will not send) the inactivity timeout is off
@@ -43,6 +44,7 @@ import numpy as np
 
 from streamd.codecs import CodecError, Decoder, make_decoder
 from streamd.errors import StreamdError
+from streamd.ingest.srtp import SrtpReceiver
 from streamd.protocols.jitter import Gap, JitterBuffer, Payload
 from streamd.protocols.rtp import RtpError, RtpPacket, is_rtcp, parse_rtp
 from streamd.protocols.sip.sdp import AnsweredMedia
@@ -87,6 +89,7 @@ class RtpCounters:
     decode_errors: int = 0
     gaps_capped: int = 0
     latches: int = 0
+    srtp_failed: int = 0  # SRTP packets that did not authenticate (wrong key, tampered, replay)
     hijack_refused: int = 0  # another address after the silence, not continuing the stream
     timeouts: int = 0
     hold_timeouts: int = 0  # streams ended by hold_timeout_s
@@ -166,6 +169,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
         self.audio_pt = -1
         self.payload_types: frozenset[int] = frozenset()
         self.latched: tuple[str, int] | None = None
+        self.srtp: SrtpReceiver | None = None
         self.expecting = False
         self.held_since: float | None = None
         self.last_valid = self.loop.time()
@@ -216,6 +220,10 @@ class RtpReceiver(asyncio.DatagramProtocol):
         codec, event = media.codec, media.telephone_event
         if codec is None:
             raise CodecError(f"{self.name}: m-line {media.index} has no codec")
+        if media.crypto is None:
+            self.srtp = None
+        elif self.srtp is None or self.srtp.crypto != media.crypto:  # a new key: a new session
+            self.srtp = SrtpReceiver(media.crypto)
         remote = (media.remote_address or "", media.remote_port)
         if self.media is None or (self.media.remote_address, self.media.remote_port) != remote:
             self.latched = None
@@ -301,6 +309,12 @@ class RtpReceiver(asyncio.DatagramProtocol):
         if is_rtcp(data):
             c.rtcp += 1
             return
+        if self.srtp is not None:
+            plain = self.srtp.unprotect(data)
+            if plain is None:
+                c.srtp_failed += 1
+                return
+            data = plain
         try:
             packet = parse_rtp(data)
         except RtpError as exc:

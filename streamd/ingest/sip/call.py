@@ -56,6 +56,7 @@ class MediaContext:
     warn: Warn
     codecs: list[str]
     local_ip: Callable[[str], str]  # the address to advertise to a peer
+    srtp: str = "off"  # sources.sip.srtp as this install can do it (build_answer's srtp)
 
 
 @dataclass(eq=False)
@@ -91,7 +92,7 @@ class SipCall:
         last ``await`` is synchronous, so a CANCEL can only land before the call commits."""
         ctx = self.ctx
         ip = ctx.local_ip(self.call.peer.ip)
-        trial = build_answer(offer, ip, [9] * len(offer.media), ctx.codecs)
+        trial = build_answer(offer, ip, [9] * len(offer.media), ctx.codecs, srtp=ctx.srtp)
         if not trial.accepted_any:
             raise Rejected(488, "Not Acceptable Here (no audio m-line with a supported codec)")
         if len(offer.media) < len(self.receivers) or any(
@@ -133,6 +134,7 @@ class SipCall:
                 ctx.codecs,
                 session_id=self.sdp_session,
                 session_version=self.sdp_version,
+                srtp=ctx.srtp,
             )
             for index, receiver in new.items():
                 receiver.configure(answer.media[index])

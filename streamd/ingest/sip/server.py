@@ -29,6 +29,7 @@ from streamd.ingest.rtp import RECV_BUFFER_BYTES, PortPool, RtpCounters, RtpLimi
 from streamd.ingest.sip.call import MediaContext
 from streamd.ingest.sip.transport import SipTcp, SipUdp
 from streamd.ingest.sip.uas import SipUas
+from streamd.ingest.srtp import available as srtp_available
 
 if TYPE_CHECKING:
     from streamd.config import Config, SipConfig
@@ -98,6 +99,7 @@ class SipSource(Source):
             self.warn,
             usable_codecs(cfg.codecs),
             self.local_ip,
+            self._srtp_mode(),
         )
         self.uas = SipUas(cfg, ctx)
         await self._bind(self.uas)
@@ -144,6 +146,15 @@ class SipSource(Source):
                 if cfg.port:
                     raise StreamdError(f"{where}:{uas.port}/tcp ({exc.strerror or exc})") from None
         raise StreamdError("sources.sip.port: no free port for both UDP and TCP")
+
+    def _srtp_mode(self) -> str:
+        mode = self.cfg.srtp
+        if mode != "off" and not srtp_available():
+            if mode == "required":
+                raise StreamdError("sources.sip.srtp: required, but pylibsrtp is not installed")
+            log.warning("sources.sip.srtp: pylibsrtp is not installed; RTP/SAVP is refused")
+            return "off"
+        return mode
 
     def _stream_transport(self, uas: SipUas, tls: ssl.SSLContext | None) -> SipTcp:
         cfg = self.cfg

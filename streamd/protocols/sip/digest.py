@@ -4,7 +4,7 @@ An option on top of ``allow_from``: a request from an allowed address must also 
 credentials. :meth:`DigestAuth.challenge` gives the ``WWW-Authenticate`` values of a 401 (one per
 algorithm, SHA-256 first: RFC 8760 §2.4 has the client use the first it supports);
 :meth:`DigestAuth.check` verifies an ``Authorization`` value. ``qop=auth`` is required (no
-RFC 2069 digests).
+RFC 2069 digests). The digest ``uri`` must be the Request-URI or name the same host and port.
 
 Nonces are stateless: a timestamp and random bytes signed with a per-process HMAC key, so a
 challenge costs no memory and a forged or foreign nonce fails the signature. A nonce older than
@@ -70,6 +70,13 @@ def parse_credentials(value: str) -> dict[str, str]:
             raise ValueError(f"auth-param {name} given twice")
         params[name] = raw
     return params
+
+
+def _host_of(uri: str) -> str:
+    """``sip:user@host:port;params`` -> ``host:port`` (sipp, like many UACs, puts the server's
+    address in the digest uri rather than the whole Request-URI)."""
+    scheme, _, rest = uri.partition(":")
+    return rest.rpartition("@")[2].split(";")[0].split("?")[0].lower() if scheme else ""
 
 
 def digest_response(
@@ -177,8 +184,8 @@ class DigestAuth:
             return Outcome("bad", user, f"algorithm {algorithm[:20]!r} not offered")
         if creds["qop"].lower() != "auth":
             return Outcome("bad", user, f"qop {creds['qop'][:20]!r} is not auth")
-        if creds["uri"] != uri:
-            return Outcome("bad", user, "digest uri is not the Request-URI")
+        if creds["uri"] != uri and _host_of(creds["uri"]) != _host_of(uri):
+            return Outcome("bad", user, f"digest uri {creds['uri'][:80]!r} is not {uri[:80]!r}")
         nonce, nc_text = creds["nonce"], creds["nc"]
         if not re.fullmatch(r"[0-9a-fA-F]{8}", nc_text):
             return Outcome("bad", user, "malformed nc")
@@ -196,7 +203,7 @@ class DigestAuth:
             realm=self.realm,
             password=password,
             method=method,
-            uri=uri,
+            uri=creds["uri"],
             nonce=nonce,
             nc=nc_text,
             cnonce=creds["cnonce"],

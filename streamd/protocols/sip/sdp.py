@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from streamd.errors import ProtocolError
+from streamd.protocols.sip.sdes import SAVP_PROTOCOLS, Crypto, answer_crypto, choose
 
 MAX_SDP_SIZE = 64 * 1024
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
@@ -297,6 +298,7 @@ class AnsweredMedia:
     label: str | None
     remote_address: str | None
     remote_port: int
+    crypto: Crypto | None = None  # SRTP (SDES): the offerer's key, which decrypts their media
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,11 +350,15 @@ def build_answer(
     *,
     session_id: int = 0,
     session_version: int = 0,
+    srtp: str = "off",
 ) -> Answer:
     """Answer ``offer`` (RFC 3264 §6): same m-lines in the same order; a port of 0 in
     ``ports_per_mline`` (or no supported codec, a non-audio or non-RTP m-line, a port of 0 in
     the offer) rejects that m-line. ``supported_codecs`` items are ``NAME[/rate[/channels]]``.
-    Bump ``session_version`` for each new answer in the same dialog (re-INVITE)."""
+    Bump ``session_version`` for each new answer in the same dialog (re-INVITE).
+    ``srtp``: ``off`` rejects RTP/SAVP m-lines; ``optional`` takes them when an ``a=crypto``
+    line is usable (:mod:`streamd.protocols.sip.sdes`; the answer carries our own key) and
+    takes RTP/AVP too; ``required`` rejects RTP/AVP."""
     if len(ports_per_mline) != len(offer.media):
         raise ValueError(f"{len(offer.media)} m-lines but {len(ports_per_mline)} ports")
     wanted = _wanted(supported_codecs)
@@ -365,7 +371,12 @@ def build_answer(
     )
     results: list[AnsweredMedia] = []
     for index, (m, port) in enumerate(zip(offer.media, ports_per_mline, strict=True)):
-        codecs = m.codecs() if m.proto.upper() in RTP_PROTOCOLS else []
+        proto = m.proto.upper()
+        crypto = None
+        if proto in SAVP_PROTOCOLS and srtp != "off":
+            crypto = choose([v for k, v in m.attributes if k == "crypto" and v])
+        plain_ok = proto in RTP_PROTOCOLS and srtp != "required"
+        codecs = m.codecs() if plain_ok or crypto is not None else []
         audio = [c for c in codecs if _is_supported(c, wanted)]
         events = [c for c in codecs if c.encoding.lower() == "telephone-event"]
         usable = m.media == "audio" and m.port != 0 and port != 0 and bool(audio)
@@ -388,6 +399,8 @@ def build_answer(
             if m.ptime is not None:
                 out.attributes.append(("ptime", m.attribute("ptime")))
             out.attributes.append((direction, None))
+            if crypto is not None:
+                out.attributes.append(("crypto", answer_crypto(crypto).line()))
         for name in ("mid", "label"):
             value = m.attribute(name)
             if value is not None:
@@ -404,6 +417,7 @@ def build_answer(
                 label=m.label,
                 remote_address=m.connection,
                 remote_port=m.port,
+                crypto=crypto if usable else None,
             )
         )
     return Answer(answer, results)

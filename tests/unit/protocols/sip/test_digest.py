@@ -78,6 +78,8 @@ def test_both_algorithms_verify_once_and_stale_nonces_are_challenged_again() -> 
     assert auth.check("INVITE", URI, [credentials(fresh, password="nope")], 201).verdict == "bad"
     assert auth.check("INVITE", URI, [credentials(fresh, user="eve")], 201).verdict == "bad"
     assert auth.check("INVITE", URI, [credentials(fresh, uri="sip:x@y")], 201).verdict == "bad"
+    sipp_style = credentials(auth.challenge(200.0)[0], uri="sip:127.0.0.1")  # host only: fine
+    assert auth.check("INVITE", URI, [sipp_style], 201).ok
     assert auth.check("INVITE", URI, [], 201).verdict == "missing"
     other = DigestAuth("streamd", {"sbc": "s3cret"})  # another key: our nonce is not theirs
     assert other.check("INVITE", URI, [credentials(fresh)], 201).why == "nonce not ours"
