@@ -11,13 +11,14 @@ import asyncio
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import numpy as np
 import pytest
 
 from tests.helpers.common import write_wav
-from tests.helpers.webrtc import EventsClient, daemon_config, running_daemon
+from tests.helpers.webrtc import EventsClient, daemon_config, running_daemon, server_url
 
 ROOT = Path(__file__).resolve().parents[2]
 E2E = ROOT / "tests" / "e2e"
@@ -41,7 +42,7 @@ async def test_routes_serve_the_page_static_files_and_info(
         alerts={"raise": 0.7, "clear": 0.55},
     )
     async with running_daemon(cfg) as daemon:
-        url = daemon.server.url
+        url = server_url(daemon)
         status, ctype, html = await fetch(url + "/")
         assert status == 200 and ctype.startswith("text/html")
         assert "Test my microphone" in html and "/static/app.js" in html
@@ -76,7 +77,7 @@ def browser_available() -> str | None:
 
 async def run_spec(
     url: str, wav: Path, screenshot: Path, runs: int = 1, timeout_s: float = 150
-) -> dict:
+) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
         "node",
         str(E2E / "dashboard.spec.mjs"),
@@ -104,7 +105,7 @@ async def run_spec(
     assert lines, (
         f"no result from the browser test (exit {proc.returncode}): {err.decode()[-2000:]}"
     )
-    result: dict = json.loads(lines[-1])
+    result: dict[str, Any] = json.loads(lines[-1])
     assert proc.returncode == 0 and result["ok"], json.dumps(result, indent=1)[-4000:]
     return result
 
@@ -119,8 +120,8 @@ async def test_browser_mic_stream_shows_on_the_dashboard(
     screenshot = ARTIFACTS / "dashboard.png"
     screenshot.unlink(missing_ok=True)
     cfg = daemon_config(tiny_model_dir, tmp_path / "e.db", server={"tokens": [TOKEN]})
-    async with running_daemon(cfg) as daemon, EventsClient(daemon.server.url, TOKEN) as events:
-        result = await run_spec(f"{daemon.server.url}/?token={TOKEN}", wav, screenshot)
+    async with running_daemon(cfg) as daemon, EventsClient(server_url(daemon), TOKEN) as events:
+        result = await run_spec(f"{server_url(daemon)}/?token={TOKEN}", wav, screenshot)
         [run] = result["runs"]
         sid = run["stream_id"]
         await events.wait_for(
@@ -161,7 +162,7 @@ async def test_browser_mic_stream_shows_on_the_dashboard(
     )
 
 
-async def run_node(script: str, argv: list[str], timeout_s: float) -> dict:
+async def run_node(script: str, argv: list[str], timeout_s: float) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
         "node",
         str(E2E / script),
@@ -178,7 +179,7 @@ async def run_node(script: str, argv: list[str], timeout_s: float) -> dict:
         raise AssertionError(f"{script} did not finish in time") from None
     lines = out.decode().strip().splitlines()
     assert lines, f"no result from {script} (exit {proc.returncode}): {err.decode()[-2000:]}"
-    result: dict = json.loads(lines[-1])
+    result: dict[str, Any] = json.loads(lines[-1])
     assert proc.returncode == 0 and result["ok"], json.dumps(result, indent=1)[-4000:]
     return result
 
@@ -209,7 +210,7 @@ async def test_console_holds_500_calls(tiny_model_dir: Path, tmp_path: Path) -> 
                 "console.spec.mjs",
                 [
                     "--url",
-                    f"{daemon.server.url}/?token={TOKEN}",
+                    f"{server_url(daemon)}/?token={TOKEN}",
                     "--calls",
                     str(CALLS),
                     "--alerting",

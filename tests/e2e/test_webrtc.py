@@ -36,7 +36,15 @@ from streamd.ingest.webrtc import source as webrtc_mod
 from streamd.ingest.webrtc.media import FrameTimeline, StreamWriter, frame_to_pcm
 
 from tests.helpers.common import write_wav
-from tests.helpers.webrtc import EventsClient, WavSender, daemon_config, post_offer, running_daemon
+from tests.helpers.webrtc import (
+    EventsClient,
+    WavSender,
+    daemon_config,
+    post_offer,
+    running_daemon,
+    server_url,
+    webrtc_source,
+)
 
 CLIP_S = 12.0
 MIN_IOU = 0.8
@@ -60,7 +68,8 @@ def sharp_model_dir(tmp_path_factory: pytest.TempPathFactory, speech_16k: np.nda
 
     root = tmp_path_factory.mktemp("sharp-model")
     ckpt = save_tiny_wav2vec2(root / "ckpt")
-    model = Wav2Vec2ForSequenceClassification.from_pretrained(ckpt).eval()
+    # transformers' PreTrainedModel.eval is untyped
+    model = Wav2Vec2ForSequenceClassification.from_pretrained(ckpt).eval()  # type: ignore[no-untyped-call]
     clip = speech_16k[: int(CLIP_S * 16000)]
     wins = np.stack([clip[i : i + 64000] for i in range(0, len(clip) - 64000 + 1, 16000)])
     wins = (wins - wins.mean(1, keepdims=True)) / np.sqrt(
@@ -162,9 +171,9 @@ async def test_live_scores_match_streamd_score_within_opus(
     opus_tol = max(abs(x - y) for x, y in opus_pairs)
 
     cfg = daemon_config(sharp_model_dir, tmp_path / "events.db")
-    async with running_daemon(cfg) as daemon, EventsClient(daemon.server.url) as events:
+    async with running_daemon(cfg) as daemon, EventsClient(server_url(daemon)) as events:
         sender = WavSender(speech_wav)
-        assert await sender.connect(daemon.server.url, {"case": "loopback"}) == 200
+        assert await sender.connect(server_url(daemon), {"case": "loopback"}) == 200
         candidates = [
             ln for ln in sender.answer["sdp"].splitlines() if ln.startswith("a=candidate:")
         ]
@@ -236,10 +245,10 @@ async def test_bad_offers_get_400_and_a_log_line(
 ) -> None:
     caplog.set_level(logging.WARNING, "streamd.ingest.webrtc.source")
     async with running_daemon(daemon_config(tiny_model_dir, tmp_path / "e.db")) as daemon:
-        status, answer = await post_offer(daemon.server.url, body, raw=raw)
+        status, answer = await post_offer(server_url(daemon), body, raw=raw)
         assert status == 400, answer
         assert message in answer["error"]
-        assert not daemon.sources[0].peers
+        assert not webrtc_source(daemon).peers
     assert any(
         "refused (400)" in r.getMessage() and message in r.getMessage() for r in caplog.records
     )
@@ -250,8 +259,8 @@ async def test_max_peers_gives_503_until_a_peer_leaves(
 ) -> None:
     cfg = daemon_config(tiny_model_dir, tmp_path / "e.db", sources={"webrtc": {"max_peers": 1}})
     async with running_daemon(cfg) as daemon:
-        url = daemon.server.url
-        source = daemon.sources[0]
+        url = server_url(daemon)
+        source = webrtc_source(daemon)
         first = WavSender(speech_wav)
         assert await first.connect(url) == 200
         second = WavSender(speech_wav)
@@ -274,7 +283,7 @@ async def test_token_is_required_when_set(
 ) -> None:
     cfg = daemon_config(tiny_model_dir, tmp_path / "e.db", server={"tokens": ["s3cret"]})
     async with running_daemon(cfg) as daemon:
-        url = daemon.server.url
+        url = server_url(daemon)
         sdp = await WavSender(speech_wav).offer()
         body = {"sdp": sdp, "type": "offer"}
         assert (await post_offer(url, body))[0] == 401
@@ -296,11 +305,13 @@ async def test_unconnected_peer_is_dropped(
     async with running_daemon(daemon_config(tiny_model_dir, tmp_path / "e.db")) as daemon:
         sender = WavSender(speech_wav)
         status, _ = await post_offer(
-            daemon.server.url, {"sdp": await sender.offer(), "type": "offer"}
+            server_url(daemon), {"sdp": await sender.offer(), "type": "offer"}
         )
-        assert status == 200 and len(daemon.sources[0].peers) == 1  # the answer is never applied
+        assert (
+            status == 200 and len(webrtc_source(daemon).peers) == 1
+        )  # the answer is never applied
         await asyncio.sleep(1.5)
-        assert not daemon.sources[0].peers
+        assert not webrtc_source(daemon).peers
         assert daemon.hub is not None and not daemon.hub.streams
         await sender.close()
 
@@ -322,10 +333,10 @@ async def test_a_vanished_browser_ends_its_stream_before_ice_consent_expires(
     monkeypatch.setattr(webrtc_mod, "MEDIA_TIMEOUT_S", 2.0)
     async with (
         running_daemon(daemon_config(tiny_model_dir, tmp_path / "e.db")) as daemon,
-        EventsClient(daemon.server.url) as events,
+        EventsClient(server_url(daemon)) as events,
     ):
         sender = WavSender(speech_wav, loop=True)
-        assert await sender.connect(daemon.server.url) == 200
+        assert await sender.connect(server_url(daemon)) == 200
         await sender.wait_connected()
         await events.wait_for(lambda evs: any(e["type"] == "stream.started" for e in evs), 10)
         vanish(sender)
@@ -334,7 +345,7 @@ async def test_a_vanished_browser_ends_its_stream_before_ice_consent_expires(
         [ended] = events.of("stream.ended")
         assert ended["summary"]["reason"].startswith("no audio for 2 s"), ended["summary"]
         await asyncio.sleep(0.2)
-        assert not daemon.sources[0].peers and daemon.hub is not None and not daemon.hub.streams
+        assert not webrtc_source(daemon).peers and daemon.hub is not None and not daemon.hub.streams
         await sender.pc.close()
 
 

@@ -19,13 +19,14 @@ def _t(seconds: float) -> np.ndarray:
 
 def _tone(freqs: list[float], seconds: float, amp: float = 0.25) -> np.ndarray:
     t = _t(seconds)
-    return amp * sum(np.sin(2 * np.pi * f * t) for f in freqs) / max(1, len(freqs))
+    wave = sum((np.sin(2 * np.pi * f * t) for f in freqs), np.zeros_like(t))
+    return amp * wave / max(1, len(freqs))
 
 
 def _cadence(
     freqs: list[float], on: float, off: float, total: float, amp: float = 0.25
 ) -> np.ndarray:
-    out = []
+    out: list[np.ndarray] = []
     while sum(len(x) for x in out) < total * SR:
         out += [_tone(freqs, on, amp), np.zeros(int(off * SR))]
     return np.concatenate(out)[: int(total * SR)]
@@ -34,15 +35,18 @@ def _cadence(
 def hold_music(total: float, rng: np.random.Generator) -> np.ndarray:
     """A chord progression with a melody on top, with attack/decay envelopes."""
     roots = [261.63, 220.0, 174.61, 196.0, 293.66, 246.94]
-    out = []
+    out: list[np.ndarray] = []
     while sum(len(x) for x in out) < total * SR:
         r = roots[rng.integers(len(roots))]
         dur = float(rng.choice([0.5, 1.0, 1.5]))
         t = _t(dur)
         env = np.minimum(1, t / 0.03) * np.exp(-t * 1.5)
         chord = sum(
-            np.sin(2 * np.pi * r * m * t) + 0.3 * np.sin(4 * np.pi * r * m * t)
-            for m in (1, 1.26, 1.5)
+            (
+                np.sin(2 * np.pi * r * m * t) + 0.3 * np.sin(4 * np.pi * r * m * t)
+                for m in (1, 1.26, 1.5)
+            ),
+            np.zeros_like(t),
         )
         mel = np.sin(2 * np.pi * r * 2 * float(rng.choice([1, 1.12, 1.26, 1.33, 1.5])) * t)
         out.append(0.12 * env * (chord + 0.8 * mel))
@@ -51,7 +55,7 @@ def hold_music(total: float, rng: np.random.Generator) -> np.ndarray:
 
 def dtmf(total: float, rng: np.random.Generator) -> np.ndarray:
     low, high = [697, 770, 852, 941], [1209, 1336, 1477]
-    out = []
+    out: list[np.ndarray] = []
     while sum(len(x) for x in out) < total * SR:
         out += [
             _tone([low[rng.integers(4)], high[rng.integers(3)]], float(rng.uniform(0.08, 0.3))),

@@ -340,7 +340,7 @@ class AudioHookClient:
         )
 
     async def receive(self, timeout: float = 10) -> dict[str, Any]:
-        message = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+        message: dict[str, Any] = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
         self.serverseq = message["seq"]
         return message
 

@@ -8,12 +8,15 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from streamd.app.daemon import Daemon
 from streamd.config import parse_config
+
+if TYPE_CHECKING:
+    from streamd.ingest.webrtc.source import WebRtcSource
 
 
 def daemon_config(models: Path, store: Path, **sections: Any) -> Any:
@@ -36,6 +39,20 @@ async def running_daemon(config: Any) -> AsyncIterator[Daemon]:
         yield daemon
     finally:
         await daemon.stop()
+
+
+def server_url(daemon: Daemon) -> str:
+    """The daemon's HTTP base URL: ``daemon_config`` always turns the server on."""
+    assert daemon.server is not None, "the daemon's HTTP server is not running"
+    return daemon.server.url
+
+
+def webrtc_source(daemon: Daemon) -> WebRtcSource:
+    """The daemon's WebRTC source, for tests that look at its peers (aiortc is imported lazily)."""
+    from streamd.ingest.webrtc.source import WebRtcSource
+
+    [source] = [s for s in daemon.sources if isinstance(s, WebRtcSource)]
+    return source
 
 
 class EventsClient:
@@ -149,6 +166,7 @@ class WavSender:
 
     async def wait_played(self, timeout: float) -> None:
         track = self.player.audio
+        assert track is not None
         deadline = time.monotonic() + timeout
         while track.readyState != "ended" and time.monotonic() < deadline:
             await asyncio.sleep(0.2)

@@ -11,7 +11,7 @@ import aiohttp
 from streamd.events.schema import validate_event
 from streamd.pipeline.audio import StreamInfo
 
-from tests.helpers.webrtc import daemon_config, running_daemon
+from tests.helpers.webrtc import daemon_config, running_daemon, server_url
 
 TOKEN = "ack-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -42,14 +42,14 @@ async def test_acknowledge_is_an_event_stored_and_replayed(
             model={"name": "tiny"},
         )
         await daemon.bus.drain()  # stored and sent, as an alert a supervisor saw is
-        url = f"{daemon.server.url}/v1/alerts/{raised['id']}/acknowledge"
+        url = f"{server_url(daemon)}/v1/alerts/{raised['id']}/acknowledge"
         ok = json.dumps({"by": "Dana", "note": "called back, real customer"})
         assert (await post(url, ok))[0] == 401  # same tokens as /v1/events
         assert (await post(url, "not json", AUTH))[0] == 400
         status, body = await post(url, json.dumps({"note": "x"}), AUTH)
         assert status == 400 and "by" in body["detail"]
         assert (await post(url, json.dumps({"by": "x" * 101}), AUTH))[0] == 400
-        missing = f"{daemon.server.url}/v1/alerts/{raised['id'] + 99}/acknowledge"
+        missing = f"{server_url(daemon)}/v1/alerts/{raised['id'] + 99}/acknowledge"
         assert (await post(missing, ok, AUTH))[0] == 404
         status, event = await post(url, ok, AUTH)
         assert status == 200, event
@@ -65,7 +65,7 @@ async def test_acknowledge_is_an_event_stored_and_replayed(
     # a restarted daemon finds the alert in the store, not in memory
     async with running_daemon(cfg) as daemon:
         status, again = await post(
-            f"{daemon.server.url}/v1/alerts/{raised['id']}/acknowledge",
+            f"{server_url(daemon)}/v1/alerts/{raised['id']}/acknowledge",
             json.dumps({"by": "Sam"}),
             AUTH,
         )
@@ -82,7 +82,7 @@ async def test_info_lists_open_streams_for_the_first_paint(
         stream = daemon.hub.open_stream(info, 8000)
         async with (
             aiohttp.ClientSession() as s,
-            s.get(f"{daemon.server.url}/v1/dashboard/info") as r,
+            s.get(f"{server_url(daemon)}/v1/dashboard/info") as r,
         ):
             body = await r.json()
         [snap] = body["streams"]

@@ -58,6 +58,7 @@ async def test_metrics_count_what_the_daemon_did(tiny_model_dir: Path, tmp_path:
     await daemon.start()
     try:
         assert daemon.server is not None and daemon.store is not None and daemon.hub is not None
+        assert daemon.detector is not None
         base = daemon.server.url
         source = next(s for s in daemon.sources if isinstance(s, FileSource))
         await asyncio.wait_for(source.wait(), 60)
@@ -104,7 +105,7 @@ async def test_metrics_count_what_the_daemon_did(tiny_model_dir: Path, tmp_path:
                     sha256=daemon.detector.manifest.sha256 or "",
                 )
                 == 1
-            )  # type: ignore[union-attr]
+            )
             for t in EVENT_TYPES:
                 assert value(m, "streamd_events_published_total", type=t) == stored[t], t
             assert (

@@ -45,7 +45,7 @@ def url(daemon: Any, token: str | None = TOKEN) -> str:
 
 
 def fork(daemon: Any, token: str | None = TOKEN) -> Any:
-    return ws_connect(url(daemon, token), subprotocols=[SUBPROTOCOL])  # type: ignore[list-item]
+    return ws_connect(url(daemon, token), subprotocols=[SUBPROTOCOL])
 
 
 def l16_frames(pcm: np.ndarray, samples: int) -> list[bytes]:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.helpers.daemonproc import speech_wav
-from tests.helpers.webrtc import WavSender, daemon_config, post_offer, running_daemon
+from tests.helpers.webrtc import (
+    WavSender,
+    daemon_config,
+    post_offer,
+    running_daemon,
+    webrtc_source,
+)
 
 
 async def test_peers_per_address_are_capped(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -27,7 +33,7 @@ async def test_peers_per_address_are_capped(tiny_model_dir: Path, tmp_path: Path
                 statuses.append((status, body))
             assert [s for s, _ in statuses] == [200, 200, 429]
             assert "max_peers_per_address (2)" in str(statuses[2][1])
-            webrtc = next(s for s in daemon.sources if s.name == "webrtc")
+            webrtc = webrtc_source(daemon)
             assert webrtc.from_address("127.0.0.1") == 2 and not webrtc.pending_from
     finally:
         for s in senders:

@@ -345,6 +345,7 @@ def test_wav2vec2_head_trains_and_exports(setup: dict[str, Any], tmp_path: Path)
     pytest.importorskip("transformers")
     from streamd.export.export import export_plan
     from streamd.model.manifest import load_manifest
+    from streamd.training.backbone import Wav2Vec2Adapter
     from streamd.training.features import make_adapter
 
     from tests.helpers.tinymodels import save_tiny_wav2vec2
@@ -353,6 +354,7 @@ def test_wav2vec2_head_trains_and_exports(setup: dict[str, Any], tmp_path: Path)
     with pytest.raises(UsageError, match="only --train head"):
         make_adapter("wav2vec2-seqcls", folder, "graph", "cpu")
     adapter = make_adapter("wav2vec2-seqcls", folder, "head", "cpu")
+    assert isinstance(adapter, Wav2Vec2Adapter)  # _fit below is the family's own
     assert adapter.fake_index == 1 and adapter.trained_layers == "projector, classifier"
     table = build_table(
         setup["clips"], adapter, setup["recipe"], tmp_path / "cache", show_progress=False
@@ -392,7 +394,7 @@ def test_all_setting_trains_the_encoder_too(setup: dict[str, Any]) -> None:
     clips = setup["clips"][:2] + setup["clips"][6:8]  # two real, two fake: a few seconds of CPU
     table = build_table(clips, adapter, setup["recipe"], None, show_progress=False)
     assert table.feats["wave"].shape[1] == 64600
-    before = adapter.model.encoder[0][0].conv1.weight.detach().clone()
+    before = adapter.model.get_parameter("encoder.0.0.conv1.weight").detach().clone()
     rows = np.arange(len(table))
     trainer.train(
         adapter,
@@ -402,4 +404,4 @@ def test_all_setting_trains_the_encoder_too(setup: dict[str, Any]) -> None:
         TrainOptions(setting="all", epochs=1, batch_size=4),
         show_progress=False,
     )
-    assert not torch.equal(before, adapter.model.encoder[0][0].conv1.weight)
+    assert not torch.equal(before, adapter.model.get_parameter("encoder.0.0.conv1.weight"))

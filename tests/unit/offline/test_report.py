@@ -70,8 +70,8 @@ def test_curves_are_the_metrics_roc_and_mark_the_operating_points(tmp_path: Path
     far_t = summary["clip"]["at_far"]["threshold"]
     groups = curves(rows, 0.5, far_t)
     [overall] = groups["overall"]
-    scored = [r for r in res if r.score is not None]
-    roc = roc_points([r.score for r in scored], [r.clip.is_fake for r in scored])
+    scored = [(r.score, r.clip.is_fake) for r in res if r.score is not None]
+    roc = roc_points([s for s, _ in scored], [y for _, y in scored])
     np.testing.assert_allclose(overall.fpr, roc.fpr)
     np.testing.assert_allclose(overall.fnr, roc.fnr)
     conf = summary["clip"]["confusion"]

@@ -6,7 +6,7 @@ from streamd.pipeline.smoother import Smoother
 
 
 def feed(s: Smoother, values: list[float]) -> list[tuple[int, str]]:
-    out = []
+    out: list[tuple[int, str]] = []
     for i, v in enumerate(values):
         t = s.update(v)
         if t:

@@ -57,7 +57,7 @@ def speechlike(n: int, seed: int) -> np.ndarray:
         + 10 * np.sin(2 * np.pi * 0.7 * t)
     )
     phase = 2 * np.pi * np.cumsum(f0) / 16000
-    x = sum(np.sin(k * phase) * np.exp(-k / 8) for k in range(1, 30))
+    x = sum((np.sin(k * phase) * np.exp(-k / 8) for k in range(1, 30)), np.zeros_like(t))
     env = np.clip(np.sin(2 * np.pi * 3.1 * t), 0, None) ** 0.5
     return (0.3 * env * x + 0.003 * rng.standard_normal(n)).astype(np.float32)
 

@@ -41,14 +41,15 @@ def test_first_alert_matches_the_smoother_and_the_alert_level() -> None:
 
 def test_threshold_for_call_rate() -> None:
     stats = np.linspace(0, 1, 1001)
-    t = threshold_for_call_rate(stats, 0.01)
+    t = threshold_for_call_rate(stats.tolist(), 0.01)
     assert (stats >= t).mean() <= 0.01 < (stats >= t - 0.002).mean()
 
 
 def synthetic(n_sources: int = 6, calls: int = 12, seed: int = 0) -> tuple[Windows, list[Call]]:
     """Sources with a source offset (a shortcut) and a fake direction shared by all (the cue)."""
     rng = np.random.default_rng(seed)
-    xs, cs, ys, gs, call_list = [], [], [], [], []
+    xs, cs, ys, gs = [], [], [], []
+    call_list: list[Call] = []
     for s in range(n_sources):
         offset = rng.normal(0, 1.0, 8)
         for c in range(calls):
@@ -88,7 +89,9 @@ def test_loso_generalises_on_a_shared_cue_and_reports_per_call() -> None:
 def test_select_calls_caps_each_source_in_a_seeded_order() -> None:
     calls = [Call(str(i), (), "real", "human", f"s{i % 3}") for i in range(30)]
     a, b = select_calls(calls, 4, seed=0), select_calls(calls, 4, seed=0)
-    assert set(select_calls(calls, 1, first=10)) >= set(np.random.default_rng(0).permutation(30)[:10].tolist())
+    assert set(select_calls(calls, 1, first=10)) >= set(
+        np.random.default_rng(0).permutation(30)[:10].tolist()
+    )
     assert a == b and len(a) == 12
     assert select_calls(calls, 4, seed=1) != a
     assert len(select_calls(calls, None)) == 30
