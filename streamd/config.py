@@ -69,12 +69,17 @@ class SipConfig(_Section):
     jitter_ms: int = Field(60, ge=0, le=1000)
     advertise_address: str | None = Field(
         None,
-        description="address put in SDP answers and Contact; null: host, or the route to the peer when host is 0.0.0.0",
+        description=(
+            "address put in SDP answers and Contact; null: host, "
+            "or the route to the peer when host is 0.0.0.0"
+        ),
     )
     codecs: list[str] = Field(
         ["PCMU", "PCMA", "L16", "G722", "opus/48000/2"],
         min_length=1,
-        description="encodings the SDP answer may pick, NAME[/rate[/channels]]; the offer's order decides",
+        description=(
+            "encodings the SDP answer may pick, NAME[/rate[/channels]]; the offer's order decides"
+        ),
     )
     answer_delay_ms: int = Field(
         0, ge=0, le=60000, description="send 180 Ringing and wait this long before 200 OK"
@@ -107,7 +112,9 @@ class SipConfig(_Section):
     tls_key: str | None = Field(None, description="PEM private key for SIP over TLS")
     srtp: Literal["optional", "required", "off"] = Field(
         "optional",
-        description="SRTP (SDES a=crypto): optional takes RTP/SAVP and RTP/AVP; required: only SAVP",
+        description=(
+            "SRTP (SDES a=crypto): optional takes RTP/SAVP and RTP/AVP; required: only SAVP"
+        ),
     )
     auth_users: dict[str, str] = Field(
         {}, description="digest auth user -> password on new INVITEs; empty: allow_from only"
@@ -170,7 +177,8 @@ class SipConfig(_Section):
                 or not all(p.isdigit() for p in parts[1:])
             ):
                 raise ValueError(
-                    f"{item!r} is not NAME[/rate[/channels]] with NAME one of PCMU, PCMA, L16, G722, opus"
+                    f"{item!r} is not NAME[/rate[/channels]] with "
+                    "NAME one of PCMU, PCMA, L16, G722, opus"
                 )
         return v
 
@@ -294,7 +302,8 @@ class VadConfig(_Section):
 
 
 class AdaptiveConfig(_Section):
-    """Adaptive scoring: confidently-real streams are scored with a longer hop (docs/capacity.md)."""
+    """Adaptive scoring: confidently-real streams are scored with a longer hop
+    (docs/capacity.md)."""
 
     enabled: bool = False
     calm_below: float = Field(0.2, gt=0, lt=1, description="p_fake under this is a calm window")
@@ -466,7 +475,8 @@ class Config(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Only the keys given: `parse_config` layers the environment so it can name a bad variable."""
+        """Only the keys given: `parse_config` layers the environment so it can name a bad
+        variable."""
         return (init_settings,)
 
 

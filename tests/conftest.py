@@ -47,7 +47,8 @@ def tone(freq: float, seconds: float, rate: int = 16000, amp: float = 0.5) -> np
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A models dir holding ``tiny``: a random-weight Wav2Vec2 classifier exported through the CLI."""
+    """A models dir holding ``tiny``: a random-weight Wav2Vec2 classifier exported through the
+    CLI."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     from streamd.cli import main

@@ -94,7 +94,8 @@ def build_sources(config: Config) -> list[Source]:
         except ImportError as exc:
             if key == "webrtc" and section is config.sources.webrtc and "aiortc" in str(exc):
                 log.warning(
-                    "sources.webrtc: aiortc is not installed (pip install 'streamd[webrtc]'): skipped"
+                    "sources.webrtc: aiortc is not installed "
+                    "(pip install 'streamd[webrtc]'): skipped"
                 )
                 continue
             raise StreamdError(f"sources.{key}: cannot load its adapter ({exc})") from None

@@ -74,8 +74,8 @@ def status_line(daemon: Daemon) -> str:
     hub, scorer = daemon.hub, daemon.scorer
     listen = f", listening on {daemon.server.url}" if daemon.server else ""
     return (
-        f"ready: {len(hub.streams) if hub else 0} streams, {scorer.windows if scorer else 0} windows scored, "
-        f"last event {daemon.bus.last_id if daemon.bus else 0}{listen}"
+        f"ready: {len(hub.streams) if hub else 0} streams, {scorer.windows if scorer else 0} "
+        f"windows scored, last event {daemon.bus.last_id if daemon.bus else 0}{listen}"
     )
 
 

@@ -277,7 +277,8 @@ def _print(result: dict[str, Any], as_json: bool) -> None:
     )
     for g, v in result.get("by_group", {}).items():
         print(
-            f"  {g}: threshold {v['threshold']:.6f} ({v['calls']} calls, {v['alerts_per_1000_calls']:.1f} per 1,000)"
+            f"  {g}: threshold {v['threshold']:.6f} ({v['calls']} "
+            f"calls, {v['alerts_per_1000_calls']:.1f} per 1,000)"
         )
     if "implied_detection" in result:
         d = result["implied_detection"]

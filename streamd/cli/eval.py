@@ -18,11 +18,12 @@ def register(sub: Any) -> None:
         "eval",
         help="EER, ROC-AUC and confusion matrix on labelled clips",
         description=(
-            "Score labelled clips through the daemon's own windowing and report per-window and per-clip "
-            "EER and ROC-AUC, the confusion matrix at the manifest threshold, the threshold that keeps "
-            "false alarms on real clips under --far and the detection rate there, per fake system and per "
-            "source. DATA is a CSV with path,label columns (label real/bonafide or fake/spoof; optional "
-            "system, speaker, corpus), e.g. ../shared/data/manifest.csv; or use --real/--fake with folders or CSVs."
+            "Score labelled clips through the daemon's own windowing and report per-window and "
+            "per-clip EER and ROC-AUC, the confusion matrix at the manifest threshold, the "
+            "threshold that keeps false alarms on real clips under --far and the detection "
+            "rate there, per fake system and per source. DATA is a CSV with path,label columns "
+            "(label real/bonafide or fake/spoof; optional system, speaker, corpus), e.g. "
+            "../shared/data/manifest.csv; or use --real/--fake with folders or CSVs."
         ),
     )
     p.add_argument("data", nargs="*", metavar="DATA", help="CSV with path,label columns")
@@ -43,13 +44,18 @@ def register(sub: Any) -> None:
         "--far",
         type=_rate,
         default=0.01,
-        help="target false-alarm rate on real clips, a fraction between 0 and 1 (default 0.01 = 1%%)",
+        help=(
+            "target false-alarm rate on real clips, a fraction between 0 and 1 (default 0.01 = 1%%)"
+        ),
     )
     p.add_argument(
         "--short-clips",
         choices=["exclude", "score"],
         default="exclude",
-        help="clips with less speech than one window: exclude (as the daemon would) or score whole with the model's pad rule",
+        help=(
+            "clips with less speech than one window: exclude (as the "
+            "daemon would) or score whole with the model's pad rule"
+        ),
     )
     p.add_argument(
         "--limit", type=int, help="use at most N clips per class (evenly spread), for quick runs"
@@ -84,7 +90,10 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--logo",
         action="store_true",
-        help="also show the leave-one-generator-out figures `streamd train --logo` stored in the manifest (metrics.logo)",
+        help=(
+            "also show the leave-one-generator-out figures `streamd "
+            "train --logo` stored in the manifest (metrics.logo)"
+        ),
     )
     p.add_argument(
         "--batch",

@@ -39,7 +39,10 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--device",
         metavar="NAME_OR_INDEX",
-        help="input device: an index or (part of) a name from --list-devices (default: sources.mic.device, else the system default)",
+        help=(
+            "input device: an index or (part of) a name from --list-devices "
+            "(default: sources.mic.device, else the system default)"
+        ),
     )
     p.add_argument("--list-devices", action="store_true", help="list input devices and exit")
     p.add_argument(
@@ -182,8 +185,9 @@ async def _run(
             else ""
         )
         console.print(
-            f"{s.get('duration_s', 0):.1f} s recorded, {s.get('speech_s', 0):.1f} s speech, {s.get('windows', 0)} windows, "
-            f"max p_fake {s['max_score'] if s.get('max_score') is not None else '-'}: {verdict}{dropped}",
+            f"{s.get('duration_s', 0):.1f} s recorded, {s.get('speech_s', 0):.1f} s "
+            f"speech, {s.get('windows', 0)} windows, max p_fake "
+            f"{s['max_score'] if s.get('max_score') is not None else '-'}: {verdict}{dropped}",
             highlight=False,
         )
     sys.stdout.flush()

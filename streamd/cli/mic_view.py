@@ -79,7 +79,8 @@ class MicView:
             self.alerting = kind == "alert.raised"
             w = event.get("window", {})
             self.alerts.append(
-                f"{kind.split('.')[1]} at {w.get('end_s', 0):.1f} s (score {event.get('score', 0):.3f})"
+                f"{kind.split('.')[1]} at "
+                f"{w.get('end_s', 0):.1f} s (score {event.get('score', 0):.3f})"
             )
         elif kind == "stream.ended":
             self.ended = event.get("summary")
@@ -105,7 +106,8 @@ class MicView:
         )
         top.add_row(
             "time",
-            f"{self.stream_s:6.1f} s audio, {self.speech_s:5.1f} s speech, {self.n_windows} windows scored",
+            f"{self.stream_s:6.1f} s audio, "
+            f"{self.speech_s:5.1f} s speech, {self.n_windows} windows scored",
         )
         sm = "-" if self.smoothed is None else f"{self.smoothed:.3f}"
         top.add_row("smoothed", f"{sm}   (raise ≥ {self.raise_:.2f}, clear ≤ {self.clear:.2f})")

@@ -14,7 +14,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "models",
         help="list, export, verify and pull models",
-        description="Manage models: each is NAME.onnx + NAME.yaml (the manifest) in the models dir.",
+        description=(
+            "Manage models: each is NAME.onnx + NAME.yaml (the manifest) in the models dir."
+        ),
     )
     msub = p.add_subparsers(dest="models_command", metavar="ACTION", title="actions")
 
@@ -29,8 +31,10 @@ def register(sub: Any) -> None:
     sp = msub.add_parser(
         "show",
         help="print a model's manifest (model card) with its ONNX path",
-        description="Print a model's manifest with the absolute path of its ONNX file. Without NAME: "
-        "the model the daemon would use (model.dir, else the built-in default).",
+        description=(
+            "Print a model's manifest with the absolute path of its ONNX file. Without "
+            "NAME: the model the daemon would use (model.dir, else the built-in default)."
+        ),
     )
     sp.add_argument(
         "name", nargs="?", help="installed or built-in model (default: what the daemon would use)"
@@ -43,10 +47,10 @@ def register(sub: Any) -> None:
         "export",
         help="turn a checkpoint into NAME.onnx + NAME.yaml",
         description=(
-            "Export a checkpoint to the model contract (raw 16 kHz float32 [batch, samples] in, logits out), "
-            "verify the ONNX graph against PyTorch on noise and speech-like audio at several lengths and "
-            "batch sizes, print the max difference, and refuse to write a model that does not match. "
-            "Needs the export extra: pip install 'streamd[export]'."
+            "Export a checkpoint to the model contract (raw 16 kHz float32 [batch, samples] in, "
+            "logits out), verify the ONNX graph against PyTorch on noise and speech-like audio at "
+            "several lengths and batch sizes, print the max difference, and refuse to write a "
+            "model that does not match. Needs the export extra: pip install 'streamd[export]'."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -55,20 +59,30 @@ def register(sub: Any) -> None:
         dest="source",
         required=True,
         metavar="PATH",
-        help="checkpoint: a Hugging Face folder, a .pth/.pt state dict (aasist, wav2vec2-meanpool), or for w2v2-embed-logreg a folder with the wav2vec2 backbone (itself or backbone/) and classifier.pkl [+ scaler.pkl]",
+        help=(
+            "checkpoint: a Hugging Face folder, a .pth/.pt state dict (aasist, "
+            "wav2vec2-meanpool), or for w2v2-embed-logreg a folder with the wav2vec2 "
+            "backbone (itself or backbone/) and classifier.pkl [+ scaler.pkl]"
+        ),
     )
     ep.add_argument(
         "--name", required=True, help="model name: writes DIR/NAME.onnx and DIR/NAME.yaml"
     )
     ep.add_argument(
         "--family",
-        help="model family: wav2vec2-seqcls, wav2vec2-meanpool, ast, convnext-mel, w2v2-embed-logreg, aasist (default: guessed from the checkpoint)",
+        help=(
+            "model family: wav2vec2-seqcls, wav2vec2-meanpool, ast, convnext-mel, "
+            "w2v2-embed-logreg, aasist (default: guessed from the checkpoint)"
+        ),
     )
     ep.add_argument(
         "--config",
         dest="family_config",
         metavar="PATH",
-        help="family config file: AASIST .conf; wav2vec2-meanpool: the backbone's transformers config.json; convnext-mel: JSON of mel-picture recipe overrides",
+        help=(
+            "family config file: AASIST .conf; wav2vec2-meanpool: the backbone's "
+            "transformers config.json; convnext-mel: JSON of mel-picture recipe overrides"
+        ),
     )
     ep.add_argument(
         "--fake-index",
@@ -86,7 +100,11 @@ def register(sub: Any) -> None:
     ep.add_argument(
         "--trust-pickle",
         action="store_true",
-        help="w2v2-embed-logreg: allow unpickling classifier.pkl/scaler.pkl. Unpickling runs code from the file, so a malicious pickle can do anything your user account can: pass this only for files you trust. Without it nothing is unpickled",
+        help=(
+            "w2v2-embed-logreg: allow unpickling classifier.pkl/scaler.pkl. Unpickling runs "
+            "code from the file, so a malicious pickle can do anything your user account "
+            "can: pass this only for files you trust. Without it nothing is unpickled"
+        ),
     )
     ep.add_argument(
         "--window-min", type=float, metavar="S", help="shortest window the model accepts (s)"
@@ -114,7 +132,10 @@ def register(sub: Any) -> None:
     vp = msub.add_parser(
         "verify",
         help="re-check an installed model against its source checkpoint",
-        description="Re-export the source checkpoint in memory and compare the installed ONNX graph with PyTorch; prints the max difference.",
+        description=(
+            "Re-export the source checkpoint in memory and compare the "
+            "installed ONNX graph with PyTorch; prints the max difference."
+        ),
     )
     vp.add_argument("name")
     vp.add_argument("--models-dir", default="models", metavar="DIR")
@@ -129,7 +150,10 @@ def register(sub: Any) -> None:
     pp = msub.add_parser(
         "pull",
         help="download a known model, verify its sha256 and export it",
-        description="Download a known published checkpoint into the cache, check its sha256, and export it. Offline, says how to install from a local file.",
+        description=(
+            "Download a known published checkpoint into the cache, check its "
+            "sha256, and export it. Offline, says how to install from a local file."
+        ),
     )
     pp.add_argument("name", help="known model: aasist, aasist-l")
     pp.add_argument("--models-dir", default="models", metavar="DIR")
@@ -190,8 +214,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         fit = "cuda,cpu" if gpu else "cpu (no CUDA provider in this onnxruntime)"
         prec = getattr(m, "precision", "fp32")
         print(
-            f"{m.name}{tag}: family={m.family} precision={prec} window={m.window.min_s}-{m.window.max_s}s pad={m.window.pad} "
-            f"labels={m.labels} fake={fake} threshold={m.threshold} providers={fit} sha256={(m.sha256 or '')[:16]}…"
+            f"{m.name}{tag}: family={m.family} precision={prec} "
+            f"window={m.window.min_s}-{m.window.max_s}s pad={m.window.pad} labels={m.labels} "
+            f"fake={fake} threshold={m.threshold} providers={fit} sha256={(m.sha256 or '')[:16]}…"
         )
     return 0
 
@@ -306,7 +331,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     tol = 1e-3 if prec == "fp32" else 0.5
     ok = diff <= tol
     print(
-        f"{m.name}: max logit difference ONNX ({prec}) vs PyTorch {diff:.3g} -> {'OK' if ok else 'MISMATCH'}"
+        f"{m.name}: max logit difference ONNX ({prec}) vs "
+        f"PyTorch {diff:.3g} -> {'OK' if ok else 'MISMATCH'}"
     )
     return 0 if ok else 1
 

@@ -133,7 +133,10 @@ def verdict_text(rep: FileReport, rule: AlertRule, min_s: float, model: str) -> 
 def _fmt_window(ev: dict[str, Any]) -> str:
     w = ev["window"]
     flag = "  ALERT" if ev.get("alerting") else ""
-    return f"  {w['start_s']:7.2f}-{w['end_s']:7.2f} s  p_fake={ev['score']:.3f}  smoothed={ev['smoothed']:.3f}{flag}"
+    return (
+        f"  {w['start_s']:7.2f}-{w['end_s']:7.2f} s  "
+        f"p_fake={ev['score']:.3f}  smoothed={ev['smoothed']:.3f}{flag}"
+    )
 
 
 def apply_window_overrides(cfg: Config, hop: float | None, length: float | None) -> None:

@@ -1,4 +1,5 @@
-"""``streamd serve-model``: serve an installed model on Triton (PyTriton) for a shared inference tier.
+"""``streamd serve-model``: serve an installed model on Triton (PyTriton) for a shared inference
+tier.
 
 Daemons with ``model.backend: triton`` send their windows here over gRPC; Triton's dynamic
 batcher merges requests from every daemon into one run. The graph runs with onnxruntime in this

@@ -56,13 +56,19 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--base",
         metavar="MODEL_OR_PTH",
-        help="installed model name (its manifest's export_from names the checkpoint), or a .pth / Hugging Face folder",
+        help=(
+            "installed model name (its manifest's export_from names "
+            "the checkpoint), or a .pth / Hugging Face folder"
+        ),
     )
     p.add_argument(
         "--data",
         action="append",
         metavar="CSV",
-        help="labelled clips: CSV with path,label (optional system, speaker/group, source); repeatable",
+        help=(
+            "labelled clips: CSV with path,label (optional "
+            "system, speaker/group, source); repeatable"
+        ),
     )
     p.add_argument(
         "--out",
@@ -122,7 +128,9 @@ def register(sub: Any) -> None:
         "--augment",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="add a random call-channel draw per clip (default on; clean and G.711 are always used)",
+        help=(
+            "add a random call-channel draw per clip (default on; clean and G.711 are always used)"
+        ),
     )
     p.add_argument(
         "--draws",
@@ -140,7 +148,10 @@ def register(sub: Any) -> None:
         "--short-clips",
         choices=["tile", "drop"],
         default="tile",
-        help="clips with less speech than windows.min_s: use whole, tiled by the model's pad rule (default), or drop",
+        help=(
+            "clips with less speech than windows.min_s: use whole, "
+            "tiled by the model's pad rule (default), or drop"
+        ),
     )
     p.add_argument(
         "--resume",
@@ -158,7 +169,10 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--logo-train",
         choices=["head", "graph", "all"],
-        help="layers the leave-one-out folds train (default: as --train; head is far cheaper on a CPU)",
+        help=(
+            "layers the leave-one-out folds train (default: "
+            "as --train; head is far cheaper on a CPU)"
+        ),
     )
     p.add_argument(
         "--limit", type=int, help="use at most N clips per class (evenly spread), for quick runs"

@@ -44,11 +44,13 @@ class Decoder:
         raise NotImplementedError
 
     def duration(self, payload: bytes) -> int | None:
-        """RTP clock ticks covered by ``payload``, if the bytes alone tell (for the jitter buffer)."""
+        """RTP clock ticks covered by ``payload``, if the bytes alone tell (for the jitter
+        buffer)."""
         return None
 
     def silence(self, n_clock_samples: int) -> np.ndarray:
-        """Zeros for a gap of ``n_clock_samples`` RTP clock ticks, shaped like :meth:`decode` output."""
+        """Zeros for a gap of ``n_clock_samples`` RTP clock ticks, shaped like :meth:`decode`
+        output."""
         n = max(0, round(n_clock_samples * self.samples_per_timestamp))
         return self._shape(np.zeros(n * self.channels, dtype=np.int16))
 

@@ -103,7 +103,8 @@ class EventStore:
                     self.path,
                     mode,
                 )
-            # Checkpoints (and their fsync) run from a worker thread via checkpoint(), not on append.
+            # Checkpoints (and their fsync) run from a worker thread via checkpoint(), not on
+            # append.
             conn.execute("PRAGMA wal_autocheckpoint=0")
             conn.executescript(_SCHEMA)
             self._migrate(conn)

@@ -66,7 +66,8 @@ def _family_of_state_dict(source: Path) -> str:
     if "feature_extractor.conv_layers" in keys or "encoder.layers." in keys:
         return "wav2vec2-meanpool"
     raise UsageError(
-        f"{source}: the state dict's keys match no known family; pass --family ({', '.join(FAMILIES)})"
+        f"{source}: the state dict's keys match no known "
+        f"family; pass --family ({', '.join(FAMILIES)})"
     )
 
 

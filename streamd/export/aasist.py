@@ -183,7 +183,8 @@ class AASIST(nn.Module):
 
     @staticmethod
     def graph_nodes(encoded: Tensor) -> tuple[Tensor, Tensor]:
-        """Encoder map -> parameter-free node inputs: spectral ``[B, bands, C]``, temporal ``[B, frames, C]``.
+        """Encoder map -> parameter-free node inputs: spectral ``[B, bands, C]``,
+        temporal ``[B, frames, C]``.
 
         Split from :meth:`embed` so that ``streamd train`` can cache these once per window and
         train the graph layers (:meth:`graph_embed`) without re-running the encoder.
@@ -192,7 +193,8 @@ class AASIST(nn.Module):
         return e.amax(dim=3).transpose(1, 2), e.amax(dim=2).transpose(1, 2)
 
     def graph_embed(self, spectral: Tensor, temporal: Tensor) -> Tensor:
-        """Node inputs from :meth:`graph_nodes` -> the readout (graph attention, HS-GAL, max, readout)."""
+        """Node inputs from :meth:`graph_nodes` -> the readout (graph attention, HS-GAL, max,
+        readout)."""
         spectral = spectral + self.pos_S
         spectral = self.pool_S(self.GAT_layer_S(spectral))
         temporal = self.pool_T(self.GAT_layer_T(temporal))

@@ -187,7 +187,8 @@ class HtrgGraphAttentionLayer(nn.Module):
         return F.one_hot(edge_type, num_classes=3).to(like.dtype)
 
     def forward(self, x1: Tensor, x2: Tensor, master: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Nodes ``[B, N1, D]``, ``[B, N2, D]`` and stack node ``[B or 1, 1, D]`` -> updated three."""
+        """Nodes ``[B, N1, D]``, ``[B, N2, D]`` and stack node ``[B or 1, 1, D]`` -> updated
+        three."""
         n1, n2 = x1.shape[1], x2.shape[1]
         x = torch.cat([self.proj_type1(x1), self.proj_type2(x2)], dim=1)
         x = self.input_drop(x)

@@ -1,4 +1,5 @@
-"""Family ``ast``: Hugging Face ``ASTForAudioClassification`` with its feature extractor in the graph.
+"""Family ``ast``: Hugging Face ``ASTForAudioClassification`` with its feature extractor in the
+graph.
 
 ``ASTFeatureExtractor`` computes Kaldi-style log-mel filter banks (25 ms frames every 10 ms with
 no padding at the edges, per-frame DC removal, pre-emphasis 0.97, a symmetric Hann window, a
@@ -50,7 +51,8 @@ def kaldi_mel(hz: np.ndarray | float) -> np.ndarray:
 def kaldi_mel_banks(
     n_mels: int, n_fft: int = NFFT, sr: int = SR, low: float = LOW_HZ, high: float = SR / 2
 ) -> np.ndarray:
-    """[n_fft/2 + 1, n_mels] triangles equally spaced on Kaldi's mel scale; Nyquist gets no weight."""
+    """[n_fft/2 + 1, n_mels] triangles equally spaced on Kaldi's mel scale; Nyquist gets no
+    weight."""
     bins = kaldi_mel(np.arange(n_fft // 2) * sr / n_fft)
     lo, hi = kaldi_mel(low), kaldi_mel(high)
     step = (hi - lo) / (n_mels + 1)
@@ -63,7 +65,8 @@ def kaldi_mel_banks(
 
 
 def frame_kernels(frame: int = FRAME, n_fft: int = NFFT, preemph: float = PREEMPH) -> np.ndarray:
-    """[2 * (n_fft/2 + 1), frame]: real and imaginary DFT rows of the pre-emphasized, windowed frame."""
+    """[2 * (n_fft/2 + 1), frame]: real and imaginary DFT rows of the pre-emphasized, windowed
+    frame."""
     pre = np.eye(frame) - preemph * np.eye(frame, k=-1)
     pre[0, 0] = 1.0 - preemph  # Kaldi's first sample is emphasized against itself
     window = np.hanning(frame)  # symmetric Hann: the extractor's window, not Kaldi's default povey
@@ -74,7 +77,8 @@ def frame_kernels(frame: int = FRAME, n_fft: int = NFFT, preemph: float = PREEMP
 
 
 class KaldiFbankFeatures(nn.Module):
-    """Waveform [B, T] -> the extractor's normalized log-mel input_values [B, max_length, n_mels]."""
+    """Waveform [B, T] -> the extractor's normalized log-mel input_values
+    [B, max_length, n_mels]."""
 
     kernels: torch.Tensor
     dc: torch.Tensor
@@ -119,7 +123,8 @@ class AstWindow(nn.Module):
 
 
 def feature_extractor(folder: Path, config: dict[str, Any]) -> Any:
-    """The card's own extractor: its preprocessor_config.json, else the class defaults sized to the model."""
+    """The card's own extractor: its preprocessor_config.json, else the class defaults sized to the
+    model."""
     from transformers import ASTFeatureExtractor
 
     offline_quiet()
@@ -141,7 +146,8 @@ def feature_extractor(folder: Path, config: dict[str, Any]) -> Any:
         )
     if fe.sampling_rate != SR:
         raise UsageError(
-            f"{folder}: feature extractor sampling_rate {fe.sampling_rate}, the model contract is {SR}"
+            f"{folder}: feature extractor sampling_rate "
+            f"{fe.sampling_rate}, the model contract is {SR}"
         )
     return fe
 
@@ -160,7 +166,8 @@ def load_plan(
     longest = (FRAME + (fe.max_length - 1) * HOP) / SR
     if window_max_s > longest:
         raise UsageError(
-            f"--window-max {window_max_s}: the model sees at most {fe.max_length} frames ({longest:.2f} s)"
+            f"--window-max {window_max_s}: the model sees at "
+            f"most {fe.max_length} frames ({longest:.2f} s)"
         )
     from transformers import ASTForAudioClassification
 

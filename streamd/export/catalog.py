@@ -103,8 +103,8 @@ def download(known: Known, cache: Path) -> Path:
     except (requests.RequestException, OSError) as exc:
         raise ModelError(
             f"cannot download {known.name} from {url} ({_reason(exc)}). Offline? Install it from a "
-            f"local copy of {known.filename} (sha256 {known.sha256[:12]}…): "
-            f"streamd models export --family {known.family} --from PATH/{known.filename} --name {known.name}"
+            f"local copy of {known.filename} (sha256 {known.sha256[:12]}…): streamd models export "
+            f"--family {known.family} --from PATH/{known.filename} --name {known.name}"
         ) from None
     except ValueError as exc:  # pooch: the hash does not match; the download is already removed
         got = re.search(r"but got (\w+)", str(exc))

@@ -82,7 +82,8 @@ class HfCard:
     fake_index: int | list[int]
 
     def source(self, source_url: str | None) -> str:
-        """Where the manifest says the model came from: ``--source-url``, the card's name, the folder."""
+        """Where the manifest says the model came from: ``--source-url``, the card's name, the
+        folder."""
         return source_url or str(self.config.get("_name_or_path") or self.folder)
 
 

@@ -45,7 +45,8 @@ PIL_FILTERS = {2: "bilinear", 3: "bicubic"}  # PIL.Image.Resampling codes in pre
 
 @dataclass
 class MelImageRecipe:
-    """The card-side steps from audio to picture, and the image processor's, with their constants."""
+    """The card-side steps from audio to picture, and the image processor's, with their
+    constants."""
 
     clip_s: float = 2.0
     n_fft: int = 2048  # librosa.feature.melspectrogram defaults from here on
@@ -97,7 +98,8 @@ class MelImageRecipe:
         if "resample" in processor:
             if processor["resample"] not in PIL_FILTERS:
                 raise UsageError(
-                    f"preprocessor_config.json: resample {processor['resample']} is not bilinear (2) or bicubic (3)"
+                    "preprocessor_config.json: resample "
+                    f"{processor['resample']} is not bilinear (2) or bicubic (3)"
                 )
             kw["resample"] = PIL_FILTERS[processor["resample"]]
         known = {f.name for f in fields(cls)}
@@ -125,7 +127,8 @@ def pil_filter(kind: str) -> tuple[Callable[[np.ndarray], np.ndarray], float]:
 
 
 def resample_matrix(n_in: int, n_out: int, kind: str) -> np.ndarray:
-    """[n_out, n_in] weights of Pillow's separable resize along one axis (widened when shrinking)."""
+    """[n_out, n_in] weights of Pillow's separable resize along one axis (widened when
+    shrinking)."""
     kernel, support = pil_filter(kind)
     scale = n_in / n_out
     widen = max(scale, 1.0)
@@ -317,7 +320,8 @@ def load_plan(
     for key in ("image_mean", "image_std"):
         if len(getattr(recipe, key)) not in (1, channels):
             raise UsageError(
-                f"{source}: {key} has {len(getattr(recipe, key))} values for a {channels}-channel model"
+                f"{source}: {key} has "
+                f"{len(getattr(recipe, key))} values for a {channels}-channel model"
             )
     from transformers import ConvNextForImageClassification
 

@@ -1,4 +1,5 @@
-"""Family ``w2v2-embed-logreg``: mean-pooled wav2vec2 embeddings + scikit-learn scaler + LogisticRegression.
+"""Family ``w2v2-embed-logreg``: mean-pooled wav2vec2 embeddings + scikit-learn scaler +
+LogisticRegression.
 
 The card computes ``Wav2Vec2Model(...).last_hidden_state.mean(1)`` (768-d for
 ``facebook/wav2vec2-base-960h``) and pickles a fitted ``StandardScaler`` and
@@ -58,8 +59,8 @@ def find(folder: Path, stem: str) -> Path | None:
 def unpickle(path: Path, trust: bool) -> Any:
     if not trust:
         raise UsageError(
-            f"{path} is a pickle: loading it runs any code the file contains. If you trust where it "
-            "came from, pass --trust-pickle"
+            f"{path} is a pickle: loading it runs any code the file "
+            "contains. If you trust where it came from, pass --trust-pickle"
         )
     import joblib
 
@@ -80,7 +81,8 @@ def split_classifier(obj: Any, scaler: Any, origin: str) -> tuple[Any, Any]:
             or (len(steps) == 2 and not isinstance(steps[0], StandardScaler))
         ):
             raise UsageError(
-                f"{origin}: a Pipeline must be [StandardScaler,] LogisticRegression (and no separate scaler file)"
+                f"{origin}: a Pipeline must be [StandardScaler,] "
+                "LogisticRegression (and no separate scaler file)"
             )
         scaler, obj = (steps[0] if len(steps) == 2 else None), steps[-1]
     if not isinstance(obj, LogisticRegression):
@@ -89,7 +91,8 @@ def split_classifier(obj: Any, scaler: Any, origin: str) -> tuple[Any, Any]:
         raise UsageError(f"{origin}: expected a StandardScaler, found {type(scaler).__name__}")
     if getattr(obj, "multi_class", "auto") == "ovr" and len(obj.classes_) > 2:
         raise UsageError(
-            f"{origin}: one-vs-rest LogisticRegression is not supported (its probabilities are not a softmax)"
+            f"{origin}: one-vs-rest LogisticRegression is not "
+            "supported (its probabilities are not a softmax)"
         )
     return scaler, obj
 
@@ -129,7 +132,8 @@ def fake_classes_of(
         idx = [i for i, c in enumerate(classes) if FAKE_LABEL.search(c)]
         if not idx:
             raise UsageError(
-                f"{origin}: no classifier class says fake (classes are {classes}); name them with --fake-classes A,B"
+                f"{origin}: no classifier class says fake (classes are "
+                f"{classes}); name them with --fake-classes A,B"
             )
     if len(set(idx)) == len(classes):
         raise UsageError(
@@ -168,7 +172,8 @@ def load_plan(
     }  # before unpickling
     if expected_pickle_sha256 is not None and hashes != expected_pickle_sha256:
         raise ModelError(
-            f"{source}: the pickles changed since export (sha256 {hashes} != {expected_pickle_sha256}); not unpickled"
+            f"{source}: the pickles changed since export (sha256 "
+            f"{hashes} != {expected_pickle_sha256}); not unpickled"
         )
     scaler = unpickle(scaler_path, trust_pickle) if scaler_path else None
     scaler, clf = split_classifier(unpickle(clf_path, trust_pickle), scaler, str(clf_path))
@@ -180,7 +185,8 @@ def load_plan(
     backbone = from_pretrained(Wav2Vec2Model, backbone_dir, attn_implementation="eager")
     if weight.shape[1] != backbone.config.hidden_size:
         raise UsageError(
-            f"{clf_path}: classifier takes {weight.shape[1]} features, the backbone gives {backbone.config.hidden_size}"
+            f"{clf_path}: classifier takes {weight.shape[1]} features, "
+            f"the backbone gives {backbone.config.hidden_size}"
         )
     normalize = bool(preprocessor_config(backbone_dir).get("do_normalize", False))
     binary = len(classes) == 2
@@ -219,8 +225,8 @@ def reference_pipeline(
 ) -> Any:
     """The card's code: feature extractor, embeddings, scaler.transform, then scikit-learn's score.
 
-    ``predict_proba`` is expit (binary) or softmax (multi-class) of ``decision_function``; taking the
-    score itself keeps the comparison exact where probabilities round to 0 or 1.
+    ``predict_proba`` is expit (binary) or softmax (multi-class) of ``decision_function``; taking
+    the score itself keeps the comparison exact where probabilities round to 0 or 1.
     """
     from scipy.special import log_softmax
 

@@ -155,7 +155,8 @@ def export_plan(
     if ratio > 1.0:
         tmp_path.unlink(missing_ok=True)
         raise ModelError(
-            f"exported graph does not match PyTorch (max logit difference {max_diff:.3g}); model not written"
+            "exported graph does not match PyTorch (max logit "
+            f"difference {max_diff:.3g}); model not written"
         )
     variant_diffs: dict[str, float] = {}
     final = tmp_path
@@ -205,7 +206,8 @@ def export_plan(
     seconds = time.perf_counter() - t0
     size = onnx_path.stat().st_size
     say(
-        f"wrote {onnx_path} ({size / 1e6:.1f} MB, {precision}) and {manifest_path} in {seconds:.1f} s"
+        f"wrote {onnx_path} ({size / 1e6:.1f} MB, "
+        f"{precision}) and {manifest_path} in {seconds:.1f} s"
     )
     return ExportResult(manifest_path, onnx_path, max_diff, seconds, size, variant_diffs)
 

@@ -77,7 +77,8 @@ def split_state_dict(
     anchors = [k for k in sd if k.endswith(ANCHOR)]
     if len(anchors) != 1:
         raise UsageError(
-            f"{origin}: expected one wav2vec2 backbone (a key ending in {ANCHOR}), found {len(anchors)}"
+            f"{origin}: expected one wav2vec2 backbone (a key "
+            f"ending in {ANCHOR}), found {len(anchors)}"
         )
     bprefix = anchors[0][: -len(ANCHOR)]
     backbone = {k[len(bprefix) :]: v for k, v in sd.items() if k.startswith(bprefix)}
@@ -127,7 +128,8 @@ def infer_config(sd: dict[str, torch.Tensor], origin: str) -> dict[str, Any]:
     hidden = int(need("feature_projection.projection.weight").shape[0])
     if hidden % HEAD_DIM:
         raise UsageError(
-            f"{origin}: hidden size {hidden} is not a multiple of {HEAD_DIM}: cannot infer the attention heads; pass --config"
+            f"{origin}: hidden size {hidden} is not a multiple of "
+            f"{HEAD_DIM}: cannot infer the attention heads; pass --config"
         )
     pos = next(
         (
@@ -152,7 +154,8 @@ def infer_config(sd: dict[str, torch.Tensor], origin: str) -> dict[str, Any]:
         "conv_stride": list(STANDARD_STRIDES),
         "conv_bias": "feature_extractor.conv_layers.0.conv.bias" in sd,
         "feat_extract_norm": feat_norm,
-        # Published configs pair layer-norm feature encoders with pre-LN transformers (large-lv60, XLS-R).
+        # Published configs pair layer-norm feature encoders with pre-LN transformers
+        # (large-lv60, XLS-R).
         "do_stable_layer_norm": feat_norm == "layer",
         "hidden_size": hidden,
         "num_hidden_layers": n_layers,

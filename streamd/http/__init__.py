@@ -1,1 +1,2 @@
-"""One aiohttp server per daemon: events websocket, health, metrics, and routes from HTTP sources."""
+"""One aiohttp server per daemon: events websocket, health, metrics, and routes from HTTP
+sources."""

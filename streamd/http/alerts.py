@@ -106,7 +106,9 @@ def setup_alerts(
                 text=json.dumps(
                     {
                         "error": "already acknowledged",
-                        "detail": f"alert {alert_id} was acknowledged by {prior['by']} at {prior['ts']}",
+                        "detail": (
+                            f"alert {alert_id} was acknowledged by {prior['by']} at {prior['ts']}"
+                        ),
                         "event": prior,
                     }
                 ),

@@ -1,4 +1,5 @@
-"""The daemon's one aiohttp server: events websocket, health, metrics, and the HTTP sources' routes."""
+"""The daemon's one aiohttp server: events websocket, health, metrics, and the HTTP sources'
+routes."""
 
 from __future__ import annotations
 
@@ -88,7 +89,8 @@ async def start_server(view: HttpView) -> ServerHandle:
     except OSError as exc:
         await runner.cleanup()
         raise StreamdError(
-            f"server.host/server.port: cannot listen on {cfg.host}:{cfg.port} ({exc.strerror or exc})"
+            "server.host/server.port: cannot listen on "
+            f"{cfg.host}:{cfg.port} ({exc.strerror or exc})"
         ) from None
     port = int(runner.addresses[0][1]) if runner.addresses else cfg.port
     handle = ServerHandle(runner, cfg.host, port, events, metrics)

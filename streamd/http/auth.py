@@ -1,4 +1,5 @@
-"""Bearer tokens for ``/v1/events``, ``/metrics`` and the dashboard (``server.tokens``; empty: open).
+"""Bearer tokens for ``/v1/events``, ``/metrics`` and the dashboard (``server.tokens``; empty:
+open).
 
 Checked before any websocket upgrade, so an unauthenticated client never holds a connection.
 The check itself is :mod:`streamd.protocols.credentials`, shared with the ingest adapters.

@@ -1,4 +1,5 @@
-"""``GET /v1/events``: the event websocket, with replay from the store and a bounded queue per client.
+"""``GET /v1/events``: the event websocket, with replay from the store and a bounded queue per
+client.
 
 The seam between replay and live has no gap and no duplicate because the bus publishes
 synchronously on the event loop: the client is subscribed to live events and the bus's last id is
@@ -274,7 +275,8 @@ class EventsEndpoint:
             request.transport.abort()
 
     async def shutdown(self, timeout: float) -> None:
-        """Send each client what is queued (the final ``stream.ended`` events), then close with 1001."""
+        """Send each client what is queued (the final ``stream.ended`` events), then close with
+        1001."""
         self.stopping = True
         await self.bus.drain(timeout)  # events published but still waiting for the store
         for sub in tuple(self.fanout.subscribers):

@@ -217,7 +217,8 @@ class DaemonMetrics:
         )
         self.p_fake = Histogram(
             "streamd_window_p_fake",
-            "Window p_fake per source: the live score distribution, for drift and `streamd calibrate`",
+            "Window p_fake per source: the live score "
+            "distribution, for drift and `streamd calibrate`",
             ["source"],
             buckets=P_FAKE_BUCKETS,
             registry=r,

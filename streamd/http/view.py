@@ -2,9 +2,9 @@
 
 The handlers never get the ``Daemon``. Each reads only the part it needs: the events endpoint
 the bus and the store, ``/readyz`` the daemon's live state, ``/metrics`` counters of the hub,
-scorer, bus and sources, the dashboard thresholds and the model, all of them the NATS outbox's state. The protocols below name those
-parts, so the daemon passes its real objects and mypy checks they fit, and ``streamd.http`` does
-not import ``streamd.app`` or ``streamd.ingest``.
+scorer, bus and sources, the dashboard thresholds and the model, all of them the NATS outbox's
+state. The protocols below name those parts, so the daemon passes its real objects and mypy checks
+they fit, and ``streamd.http`` does not import ``streamd.app`` or ``streamd.ingest``.
 """
 
 from __future__ import annotations

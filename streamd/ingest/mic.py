@@ -61,7 +61,10 @@ class InputDevice:
     is_default: bool = False
 
     def describe(self) -> str:
-        return f"{self.index}: {self.name} ({self.hostapi}, {self.channels} ch, {self.default_rate} Hz)"
+        return (
+            f"{self.index}: {self.name} ({self.hostapi}, "
+            f"{self.channels} ch, {self.default_rate} Hz)"
+        )
 
 
 def list_input_devices(sd: Any | None = None) -> list[InputDevice]:
@@ -89,7 +92,8 @@ def list_input_devices(sd: Any | None = None) -> list[InputDevice]:
 
 
 def resolve_device(spec: str | int | None, sd: Any | None = None) -> InputDevice:
-    """The input device for ``--device``/``sources.mic.device``: an index, a name, or a unique part of one."""
+    """The input device for ``--device``/``sources.mic.device``: an index, a name, or a unique part
+    of one."""
     devices = list_input_devices(sd)
     if not devices:
         raise MicDeviceError(
@@ -205,8 +209,8 @@ class MicCapture:
             msg = str(exc)
             if any(s in msg.lower() for s in ("unavailable", "busy", "-9985", "-9993")):
                 raise StreamdError(
-                    f"input device {self.device.name!r} is busy or unavailable (another program may "
-                    f"be using it, or it was unplugged): {msg}"
+                    f"input device {self.device.name!r} is busy or unavailable "
+                    f"(another program may be using it, or it was unplugged): {msg}"
                 ) from None
             raise StreamdError(f"cannot open input device {self.device.name!r}: {msg}") from None
         log.info(
@@ -227,7 +231,8 @@ class MicCapture:
             loop.call_soon_threadsafe(self._put, indata.copy())
 
     def _put(self, block: np.ndarray | None) -> None:
-        """On the loop: queue the block, or drop it and owe its length as silence before the next one."""
+        """On the loop: queue the block, or drop it and owe its length as silence before the next
+        one."""
         assert self._queue is not None
         if block is None:
             if self._queue.full():
@@ -259,7 +264,8 @@ class MicCapture:
 
 
 class MicSource(Source):
-    """``sources.mic``: one stream (``source: mic``, ``leg: mic``) for as long as the daemon runs."""
+    """``sources.mic``: one stream (``source: mic``, ``leg: mic``) for as long as the daemon
+    runs."""
 
     name = "mic"
 

@@ -1,4 +1,5 @@
-"""The model manifest (``NAME.yaml`` beside ``NAME.onnx``): what the graph expects and what it means."""
+"""The model manifest (``NAME.yaml`` beside ``NAME.onnx``): what the graph expects and what it
+means."""
 
 from __future__ import annotations
 
@@ -157,8 +158,8 @@ def _names_onnx(p: Path) -> bool:
 DEFAULT_MODEL = "aasist-l"  # chosen when model.name is null and several models are installed
 HOW_TO_GET_A_MODEL = (
     "install one with `streamd models pull aasist-l` (needs the network), or from a local file: "
-    "`streamd models export --family aasist --from AASIST-L.pth --name aasist-l`, or from a Hugging "
-    "Face folder: `streamd models export --from PATH --name NAME` (see models/README.md)"
+    "`streamd models export --family aasist --from AASIST-L.pth --name aasist-l`, or from a "
+    "Hugging Face folder: `streamd models export --from PATH --name NAME` (see models/README.md)"
 )
 
 

@@ -200,34 +200,41 @@ def _pct(v: float | None) -> str:
 def format_report(summary: dict[str, Any], title: str) -> str:
     lines = [
         title,
-        f"clips: {summary['clips']} ({summary['errors']} unreadable, {summary['excluded_short']} too short for a window and excluded, {summary['scored_whole']} scored whole)",
+        f"clips: {summary['clips']} ({summary['errors']} unreadable, {summary['excluded_short']} "
+        f"too short for a window and excluded, {summary['scored_whole']} scored whole)",
     ]
     lines.append(f"{'':32} {'n':>6} {'real':>6} {'fake':>6} {'EER':>7} {'AUC':>7}")
     for level in ("window", "clip"):
         m = summary[level]
         lines.append(
-            f"{'pooled per ' + level:32} {m['n']:6d} {m['n_real']:6d} {m['n_fake']:6d} {_pct(m.get('eer')):>7} {m.get('auc', float('nan')):7.3f}"
+            f"{'pooled per ' + level:32} {m['n']:6d} {m['n_real']:6d} "
+            f"{m['n_fake']:6d} {_pct(m.get('eer')):>7} {m.get('auc', float('nan')):7.3f}"
         )
     c = summary["clip"].get("confusion")
     if c:
         lines.append(
-            f"clips at threshold {c['threshold']:.3f}: real passed {c['tn']}, real flagged {c['fp']} (false alarms {_pct(c['false_alarm_rate'])}), "
-            f"fake flagged {c['tp']}, fake missed {c['fn']} (detection {_pct(c['detection_rate'])})"
+            f"clips at threshold {c['threshold']:.3f}: real passed {c['tn']}, real flagged "
+            f"{c['fp']} (false alarms {_pct(c['false_alarm_rate'])}), fake flagged "
+            f"{c['tp']}, fake missed {c['fn']} (detection {_pct(c['detection_rate'])})"
         )
         a = summary["clip"]["at_far"]
         lines.append(
-            f"for <= {_pct(a['target']).strip()} false alarms on real clips: threshold {a['threshold']:.4f}, detection rate {_pct(a['detection_rate'])} (false alarms {_pct(a['false_alarm_rate'])})"
+            f"for <= {_pct(a['target']).strip()} false alarms on real clips: "
+            f"threshold {a['threshold']:.4f}, detection rate "
+            f"{_pct(a['detection_rate'])} (false alarms {_pct(a['false_alarm_rate'])})"
         )
     if summary["per_system"]:
         lines.append("per fake system (its clips vs all real clips):")
         for name, m in summary["per_system"].items():
             lines.append(
-                f"  {name[:60]:60} fake {m['n_fake']:4d}  EER {_pct(m.get('eer'))}  AUC {m.get('auc', float('nan')):.3f}"
+                f"  {name[:60]:60} fake {m['n_fake']:4d}  EER "
+                f"{_pct(m.get('eer'))}  AUC {m.get('auc', float('nan')):.3f}"
             )
     lines.append("per source:")
     for name, m in summary["per_source"].items():
         extra = f"  EER {_pct(m.get('eer'))}" if "eer" in m else ""
         lines.append(
-            f"  {name[:48]:48} real {m['n_real']:4d} fake {m['n_fake']:4d}  mean p_fake {m['mean_p_fake']:.3f}  flagged {_pct(m['flagged'])}{extra}"
+            f"  {name[:48]:48} real {m['n_real']:4d} fake {m['n_fake']:4d}  mean "
+            f"p_fake {m['mean_p_fake']:.3f}  flagged {_pct(m['flagged'])}{extra}"
         )
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""Detection metrics for ``streamd eval``: EER, ROC-AUC, confusion matrix, threshold at a false-alarm rate.
+"""Detection metrics for ``streamd eval``: EER, ROC-AUC, confusion matrix, threshold at a
+false-alarm rate.
 
 Pure numpy, so the runtime side can use it without torch or scikit-learn.
 
@@ -46,7 +47,8 @@ class RocPoints:
 
 
 def roc_points(scores: ArrayLike, labels: ArrayLike) -> RocPoints:
-    """All achievable ``(FPR, TPR)`` pairs for ``flag = score >= t``, tied scores moving together."""
+    """All achievable ``(FPR, TPR)`` pairs for ``flag = score >= t``, tied scores moving
+    together."""
     s, y = _check(scores, labels)
     order = np.argsort(-s, kind="mergesort")
     s_sorted, y_sorted = s[order], y[order]

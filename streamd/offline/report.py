@@ -228,8 +228,9 @@ def _group_table(groups: dict[str, Any], kind: str) -> str:
         return "<p>none</p>"
     head = f"<tr><th>{kind}</th><th>real</th><th>fake</th><th>EER</th><th>AUC</th></tr>"
     body = "".join(
-        f"<tr><td>{html.escape(name)}</td><td>{m.get('n_real', '')}</td><td>{m.get('n_fake', '')}</td>"
-        f"<td>{_pct(m.get('eer'))}</td><td>{_num(m.get('auc'))}</td></tr>"
+        f"<tr><td>{html.escape(name)}</td><td>{m.get('n_real', '')}</td>"
+        f"<td>{m.get('n_fake', '')}</td><td>{_pct(m.get('eer'))}</td>"
+        f"<td>{_num(m.get('auc'))}</td></tr>"
         for name, m in groups.items()
     )
     return f"<table>{head}{body}</table>"

@@ -59,7 +59,8 @@ class StreamInfo:
 
 
 def to_mono_float(samples: np.ndarray) -> np.ndarray:
-    """Any PCM layout (int16/int32/float, ``[n]`` or ``[n, channels]``) to float32 mono in [-1, 1]."""
+    """Any PCM layout (int16/int32/float, ``[n]`` or ``[n, channels]``) to float32 mono
+    in [-1, 1]."""
     x = np.asarray(samples)
     if x.dtype == np.int16:
         y = x.astype(np.float32) / 32768.0

@@ -294,7 +294,8 @@ class StreamPipeline:
 
     def _finish(self, reason: str) -> dict[str, Any]:
         """``stream.ended`` with the final alert state; a still-raised alert is first closed by
-        ``alert.cleared`` (reason ``stream_ended``), so ``alert.*`` consumers see every alert end."""
+        ``alert.cleared`` (reason ``stream_ended``), so ``alert.*`` consumers see every alert
+        end."""
         summary = self._summary(reason)
         raised_at_end = self.smoother.alerting
         if raised_at_end and self._last is not None:

@@ -1,4 +1,5 @@
-"""Bearer tokens (``server.tokens``): the token a request carries and whether it is a configured one.
+"""Bearer tokens (``server.tokens``): the token a request carries and whether it is a configured
+one.
 
 Pure functions of plain mappings (headers, query), so ``streamd.http`` and the ingest adapters
 check tokens the same way without importing each other. Every configured token is compared in
@@ -30,7 +31,8 @@ def _header(headers: Mapping[str, str], name: str) -> str:
 
 
 def supplied_token(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
-    """``Authorization: Bearer <token>``, else ``?token=`` (browsers cannot set headers on websockets)."""
+    """``Authorization: Bearer <token>``, else ``?token=`` (browsers cannot set headers on
+    websockets)."""
     scheme, _, value = _header(headers, "Authorization").partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()

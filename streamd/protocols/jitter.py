@@ -18,7 +18,8 @@ adapter pushes each parsed packet, pops right away, and arms one timer for :meth
 
     buffer.push(parse_rtp(datagram), loop.time())
     for item in buffer.pop(loop.time()):
-        pcm = decoder.silence(item.samples) if isinstance(item, Gap) else decoder.decode(item.payload)
+        gap = isinstance(item, Gap)
+        pcm = decoder.silence(item.samples) if gap else decoder.decode(item.payload)
     # when deadline() is not None: loop.call_at(d, lambda: drain(max(loop.time(), d)))
     # at end of stream (BYE, RTP timeout): drain buffer.flush() the same way
 """

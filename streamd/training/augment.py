@@ -29,7 +29,8 @@ def g711(audio: np.ndarray, law: str = "ulaw") -> np.ndarray:
 def gilbert_elliott_mask(
     n_frames: int, rng: np.random.Generator, loss_rate: float, mean_burst: float
 ) -> np.ndarray:
-    """Per-frame loss flags from a two-state Markov chain (good/bad), as packet loss comes in bursts.
+    """Per-frame loss flags from a two-state Markov chain (good/bad), as packet loss comes in
+    bursts.
 
     In the bad state every frame is lost. ``loss_rate`` is the stationary share of bad frames and
     ``mean_burst`` the mean run of lost frames, which fix the two transition probabilities.
@@ -75,7 +76,8 @@ def change_level(audio: np.ndarray, gain_db: float) -> np.ndarray:
 
 
 def colored_noise(n: int, color: str, rng: np.random.Generator) -> np.ndarray:
-    """Unit-power background noise: white, pink (1/f), brown (1/f^2), or mains hum with harmonics."""
+    """Unit-power background noise: white, pink (1/f), brown (1/f^2), or mains hum with
+    harmonics."""
     if n == 0:
         return np.zeros(0, dtype=np.float32)
     if color == "hum":

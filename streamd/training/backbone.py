@@ -33,8 +33,9 @@ class Wav2Vec2Adapter(FamilyAdapter):
 
         if setting != "head":
             raise UsageError(
-                f"--train {setting}: for wav2vec2-seqcls only --train head (projector + classifier) is implemented; "
-                "training transformer layers needs per-frame caching that is not written yet"
+                f"--train {setting}: for wav2vec2-seqcls only --train head "
+                "(projector + classifier) is implemented; training transformer "
+                "layers needs per-frame caching that is not written yet"
             )
         plan = wav2vec2.load_plan(folder)
         if len(plan.labels) != 2 or not isinstance(plan.fake_index, int):
@@ -49,7 +50,8 @@ class Wav2Vec2Adapter(FamilyAdapter):
         self.model = plan.module.model
         if getattr(self.model.config, "use_weighted_layer_sum", False):
             raise UsageError(
-                f"{folder}: use_weighted_layer_sum models pool hidden layers; not supported by streamd train"
+                f"{folder}: use_weighted_layer_sum models pool "
+                "hidden layers; not supported by streamd train"
             )
         self.fake_index, self.real_index, self.labels = (
             plan.fake_index,

@@ -118,7 +118,8 @@ def render(
 
 
 def group_of(clip: LabeledClip, by: SplitBy) -> str:
-    """The unit a split keeps whole: the speaker (``group`` or ``speaker`` column), or the source."""
+    """The unit a split keeps whole: the speaker (``group`` or ``speaker`` column), or the
+    source."""
     if by == "source":
         return clip.source or clip.path.parent.name
     return clip.group
@@ -163,9 +164,9 @@ def split_by_group(
     left = [total[k] - have[k] for k in (0, 1)]
     if min(have) == 0 or min(left) == 0:
         raise UsageError(
-            f"cannot split by {by}: validation would hold {have[0]} real / {have[1]} fake clips and "
-            f"training {left[0]} / {left[1]} ({len(counts)} groups); each side needs both classes. "
-            "Add a group/speaker column, use --val-by source, or add data"
+            f"cannot split by {by}: validation would hold {have[0]} real / {have[1]} fake "
+            f"clips and training {left[0]} / {left[1]} ({len(counts)} groups); each side needs "
+            "both classes. Add a group/speaker column, use --val-by source, or add data"
         )
     train_idx = [i for i, c in enumerate(clips) if group_of(c, by) not in val]
     val_idx = [i for i, c in enumerate(clips) if group_of(c, by) in val]

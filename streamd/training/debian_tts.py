@@ -103,7 +103,8 @@ def available_engines() -> list[str]:
 
 
 def synthesize(out: Path, seed: int = 7) -> list[dict[str, object]]:
-    """Synthesize (or reuse) the clip set; rows of index.csv. Engines that are missing are skipped."""
+    """Synthesize (or reuse) the clip set; rows of index.csv. Engines that are missing are
+    skipped."""
     index = out / "index.csv"
     if index.exists():
         with open(index, newline="") as f:

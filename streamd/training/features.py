@@ -46,7 +46,9 @@ from streamd.training.data import WindowRules, fingerprint, render, training_win
 
 SETTINGS: dict[str, str] = {
     "head": "output layer only; everything below is frozen and its readout cached",
-    "graph": "graph attention, HS-GAL and output layers; sinc front end + encoder frozen and cached",
+    "graph": (
+        "graph attention, HS-GAL and output layers; sinc front end + encoder frozen and cached"
+    ),
     "all": "every layer from the waveform up (meant for a GPU; nothing is cached on disk)",
 }
 
@@ -85,7 +87,8 @@ class FamilyAdapter(ABC):
 
     @abstractmethod
     def export_plan(self, work_dir: Path, name: str) -> ExportPlan:
-        """An ``ExportPlan`` for the model with the head's current weights (saved under work_dir)."""
+        """An ``ExportPlan`` for the model with the head's current weights (saved under
+        work_dir)."""
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.head.parameters() if p.requires_grad]
@@ -95,7 +98,8 @@ class FamilyAdapter(ABC):
 
 
 class HeadCall(nn.Module):
-    """A head that runs ``fn`` over a model whose parameters it shares (so state_dict is the model's)."""
+    """A head that runs ``fn`` over a model whose parameters it shares (so state_dict is the
+    model's)."""
 
     def __init__(self, model: nn.Module, fn: Callable[..., Tensor]) -> None:
         super().__init__()
@@ -242,7 +246,8 @@ def make_adapter(
 
 @dataclass
 class FeatureTable:
-    """Cached features of every window: row i belongs to clip ``clip[i]`` under ``conditions[cond[i]]``."""
+    """Cached features of every window: row i belongs to clip ``clip[i]`` under
+    ``conditions[cond[i]]``."""
 
     feats: dict[str, np.ndarray]
     clip: np.ndarray

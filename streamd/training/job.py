@@ -1,4 +1,5 @@
-"""One ``streamd train`` run end to end: base, data, split, cached features, training, export, LOGO."""
+"""One ``streamd train`` run end to end: base, data, split, cached features, training, export,
+LOGO."""
 
 from __future__ import annotations
 
@@ -55,8 +56,8 @@ def resolve_base(spec: str, models_dir: str) -> Base:
     origin = getattr(manifest, "export_from", None)
     if not origin or not Path(origin).exists():
         raise UsageError(
-            f"--base {spec}: the installed model records no checkpoint that exists here (export_from: {origin}); "
-            "pass the .pth or Hugging Face folder it was exported from"
+            f"--base {spec}: the installed model records no checkpoint that exists here "
+            f"(export_from: {origin}); pass the .pth or Hugging Face folder it was exported from"
         )
     conf = (getattr(manifest, "export_options", None) or {}).get("config_path")
     return Base(
@@ -94,7 +95,8 @@ class JobOptions:
 
 
 def write_split(clips: list[LabeledClip], split: Split, folder: Path) -> None:
-    """train.csv / val.csv, so the held-out groups can be re-measured with ``streamd eval val.csv``."""
+    """train.csv / val.csv, so the held-out groups can be re-measured with ``streamd eval
+    val.csv``."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, idx in (("train", split.train), ("val", split.val)):
         with open(folder / f"{name}.csv", "w", newline="") as f:
@@ -111,14 +113,16 @@ def run_job(clips: list[LabeledClip], o: JobOptions, say: Any = print) -> dict[s
     split = split_by_group(clips, o.val_by, o.val_fraction, o.train.seed)  # type: ignore[arg-type]
     write_split(clips, split, o.work_dir)
     say(
-        f"base {base.name} ({base.family}, {base.checkpoint}); {len(clips)} clips; validation by {o.val_by}: "
-        f"{len(split.val)} clips in {len(split.val_groups)} groups, training {len(split.train)} clips"
+        f"base {base.name} ({base.family}, {base.checkpoint}); {len(clips)} "
+        f"clips; validation by {o.val_by}: {len(split.val)} clips in "
+        f"{len(split.val_groups)} groups, training {len(split.train)} clips"
     )
     adapter = make_adapter(
         base.family, base.checkpoint, o.train.setting, o.train.device, base.config_path
     )
     say(
-        f"--train {o.train.setting}: trains {adapter.trained_layers}; frozen: {adapter.frozen_layers or 'nothing'}"
+        f"--train {o.train.setting}: trains "
+        f"{adapter.trained_layers}; frozen: {adapter.frozen_layers or 'nothing'}"
     )
     rules = o.rules.fitted(adapter.window.min_s, adapter.window.max_s)
     recipe = FeatureRecipe(
@@ -128,7 +132,8 @@ def run_job(clips: list[LabeledClip], o: JobOptions, say: Any = print) -> dict[s
     table = build_table(clips, adapter, recipe, o.cache_dir, o.show_progress)
     feat_s = time.perf_counter() - t0
     say(
-        f"frozen features: {len(table)} windows x conditions {', '.join(table.conditions)} in {feat_s:.0f} s"
+        f"frozen features: {len(table)} windows x conditions "
+        f"{', '.join(table.conditions)} in {feat_s:.0f} s"
         + (f"; {len(table.skipped)} clips skipped" if table.skipped else "")
     )
     train_rows = np.flatnonzero(np.isin(table.clip, split.train))
@@ -218,6 +223,7 @@ def run_job(clips: list[LabeledClip], o: JobOptions, say: Any = print) -> dict[s
         write_manifest(manifest, res.manifest_path)
         say(format_logo(plan.metrics))
     say(
-        f"installed model {o.out!r} in {o.models_dir}/ (threshold {threshold:.4f}); held-out groups listed in {o.work_dir / 'val.csv'}"
+        f"installed model {o.out!r} in {o.models_dir}/ (threshold "
+        f"{threshold:.4f}); held-out groups listed in {o.work_dir / 'val.csv'}"
     )
     return plan.metrics

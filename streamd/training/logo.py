@@ -119,8 +119,10 @@ def leave_one_generator_out(
             )
             a = after[EVAL_CONDITIONS[0]]
             say(
-                f"  LOGO {i}/{len(systems)} {system[:50]:50} EER {100 * a.get('eer', float('nan')):5.1f}%  "
-                f"detection {100 * a.get('detection_at_threshold', float('nan')):5.1f}%  ({res.seconds:.0f} s)"
+                f"  LOGO {i}/{len(systems)} {system[:50]:50} EER "
+                f"{100 * a.get('eer', float('nan')):5.1f}%  detection "
+                f"{100 * a.get('detection_at_threshold', float('nan')):5.1f}%  "
+                f"({res.seconds:.0f} s)"
             )
     finally:
         adapter.head.load_state_dict(trained_state)
@@ -128,7 +130,9 @@ def leave_one_generator_out(
         "by": "system",
         "systems": per_system,
         "summary": summarize(per_system),
-        "held_out_real": f"real clips of the validation groups ({split.by}: {', '.join(split.val_groups)})",
+        "held_out_real": (
+            f"real clips of the validation groups ({split.by}: {', '.join(split.val_groups)})"
+        ),
         "train": opts.setting,
         "far": opts.far,
         "seconds": round(seconds, 1),

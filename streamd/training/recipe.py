@@ -199,8 +199,9 @@ def run_recipe(path: Path, root: Path | None = None, say: Callable[[str], None] 
     )
     figures["logo"] = logo_figures(w, all_calls, fit, p, threshold)
     say(
-        f"  leave-one-generator-out over {figures['logo']['generators']} generators: mean clip EER "
-        f"{figures['logo']['mean_clip_eer']}, mean detection {figures['logo']['mean_call_detection']}"
+        f"  leave-one-generator-out over {figures['logo']['generators']} "
+        f"generators: mean clip EER {figures['logo']['mean_clip_eer']}, "
+        f"mean detection {figures['logo']['mean_call_detection']}"
     )
     say(
         f"[4/5] head on all windows; threshold {threshold:.4f} for <= "

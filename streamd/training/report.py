@@ -1,4 +1,5 @@
-"""Plain-text tables of what ``streamd train`` measured; torch-free so ``streamd eval`` can print them."""
+"""Plain-text tables of what ``streamd train`` measured; torch-free so ``streamd eval`` can print
+them."""
 
 from __future__ import annotations
 
@@ -13,18 +14,21 @@ def format_validation(train: dict[str, Any]) -> str:
     """Base vs adapted on the held-out validation groups, per condition."""
     lines = [
         f"held-out validation ({train['split']['by']}: {', '.join(train['split']['val_groups'])})",
-        f"{'':12} {'condition':10} {'real':>5} {'fake':>5} {'EER':>7} {'AUC':>6} {'det@FAR':>8} {'det@thr':>8} {'FA@thr':>7}",
+        f"{'':12} {'condition':10} {'real':>5} {'fake':>5} {'EER':>7} "
+        f"{'AUC':>6} {'det@FAR':>8} {'det@thr':>8} {'FA@thr':>7}",
     ]
     for model in ("base", "adapted"):
         for cond, m in train[f"validation_{model}"].items():
             lines.append(
                 f"{model:12} {cond:10} {m['n_real']:5d} {m['n_fake']:5d} {_pct(m.get('eer')):>7} "
                 f"{m.get('auc', float('nan')):6.3f} {_pct(m.get('detection_at_far')):>8} "
-                f"{_pct(m.get('detection_at_threshold')):>8} {_pct(m.get('false_alarm_at_threshold')):>7}"
+                f"{_pct(m.get('detection_at_threshold')):>8} "
+                f"{_pct(m.get('false_alarm_at_threshold')):>7}"
             )
     lines.append(
-        f"det@FAR: detection with the threshold at {_pct(train['far']).strip()} false alarms on these reals, "
-        f"per condition; det@thr/FA@thr: at the manifest threshold {train['threshold']:.4f}"
+        "det@FAR: detection with the threshold at "
+        f"{_pct(train['far']).strip()} false alarms on these reals, per "
+        f"condition; det@thr/FA@thr: at the manifest threshold {train['threshold']:.4f}"
     )
     return "\n".join(lines)
 
@@ -43,10 +47,10 @@ def format_logo(metrics: dict[str, Any]) -> str:
         f" (the model itself: --train {shipped})" if shipped != logo["train"] else ""
     )
     lines = [
-        f"leave-one-generator-out: {recipe} retrained from the base without each fake system, then that system's "
-        f"clips vs {logo['held_out_real']}",
-        f"EER, and detection at the threshold for {_pct(logo.get('far', 0.01)).strip()} false alarms "
-        "chosen without that system",
+        f"leave-one-generator-out: {recipe} retrained from the base without each "
+        f"fake system, then that system's clips vs {logo['held_out_real']}",
+        "EER, and detection at the threshold for "
+        f"{_pct(logo.get('far', 0.01)).strip()} false alarms chosen without that system",
         f"  {'system':44} {'fake':>4}"
         + "".join(
             f" | {c + ' base EER':>15} {'det':>6} {'adapted EER':>11} {'det':>6}" for c in conds

@@ -82,7 +82,8 @@ def adapter_device(adapter: FamilyAdapter) -> str:
 def clip_scores(
     table: FeatureTable, rows: np.ndarray, p: np.ndarray, condition: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(clip ids, mean window p_fake per clip, label) under one condition, as ``streamd eval`` pools."""
+    """(clip ids, mean window p_fake per clip, label) under one condition, as ``streamd eval``
+    pools."""
     k = table.conditions.index(condition)
     sel = table.cond[rows] == k
     clips, p_sel = table.clip[rows][sel], p[sel]
@@ -210,7 +211,8 @@ def train(
         ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
         if ck["key"] != opts.resume_key():
             raise UsageError(
-                f"{checkpoint}: written by a run with other options ({ck['key']}); drop --resume or match them"
+                f"{checkpoint}: written by a run with other options "
+                f"({ck['key']}); drop --resume or match them"
             )
         head.load_state_dict(ck["state"])
         optim.load_state_dict(ck["optim"])

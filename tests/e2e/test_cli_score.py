@@ -124,8 +124,8 @@ def test_run_plays_files_as_streams(
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         "server: {enabled: false}\n"
-        f"sources: {{files: ['{clips['speech']}', '{clips['speech_8k_stereo']}', '{clips['notaudio']}'],"
-        " as_fast_as_possible: true, exit_when_done: true}\n"
+        f"sources: {{files: ['{clips['speech']}', '{clips['speech_8k_stereo']}', "
+        f"'{clips['notaudio']}'], as_fast_as_possible: true, exit_when_done: true}}\n"
         f"model: {{dir: '{tiny_model_dir}'}}\n"
         f"store: {{path: '{tmp_path / 'events.db'}'}}\n"
     )

@@ -44,7 +44,8 @@ def by_stream(events: list[Event]) -> dict[str, list[Event]]:
 
 
 def check_stream_sequence(events: list[Event]) -> dict[str, Any]:
-    """stream.started, then window.scored (with alerts between), then stream.ended with its summary."""
+    """stream.started, then window.scored (with alerts between), then stream.ended with its
+    summary."""
     types = [e["type"] for e in events]
     assert types[0] == "stream.started" and types[-1] == "stream.ended", types
     assert set(types[1:-1]) <= {"window.scored", "alert.raised", "alert.cleared"}, types

@@ -158,7 +158,8 @@ async def test_browser_mic_stream_shows_on_the_dashboard(
     assert screenshot.exists() and screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert screenshot.stat().st_size > 20_000
     print(
-        f"\nscreenshot: {screenshot}; first window scored {run['first_score_after_mic_s']:.2f} s after the mic opened"
+        f"\nscreenshot: {screenshot}; first window scored "
+        f"{run['first_score_after_mic_s']:.2f} s after the mic opened"
     )
 
 

@@ -96,7 +96,8 @@ def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
             or subprocess.run(["pactl", "info"], env=env, capture_output=True, timeout=5).returncode
         ):
             pytest.fail(
-                f"private PulseAudio did not start: {(root / 'pulseaudio.log').read_text(errors='replace')}"
+                "private PulseAudio did not start: "
+                f"{(root / 'pulseaudio.log').read_text(errors='replace')}"
             )
         yield env
     finally:
@@ -125,7 +126,8 @@ def streamd(
 
 
 def spawn(cmd: list[str], env: dict[str, str], tmp: Path) -> tuple[subprocess.Popen[str], Path]:
-    """Start ``cmd`` with stdout for one reader thread and stderr in a file (two pipe readers would race)."""
+    """Start ``cmd`` with stdout for one reader thread and stderr in a file (two pipe readers would
+    race)."""
     err = tmp / "stderr.txt"
     with open(err, "w") as f:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=f, text=True, cwd=ROOT)
@@ -135,7 +137,8 @@ def spawn(cmd: list[str], env: dict[str, str], tmp: Path) -> tuple[subprocess.Po
 def play_when_started(
     proc: subprocess.Popen[str], marker: str, env: dict[str, str], wav: Path, lines: list[str]
 ) -> threading.Thread:
-    """Read ``proc``'s stdout into ``lines``; start ``paplay`` once ``marker`` shows (capture is open)."""
+    """Read ``proc``'s stdout into ``lines``; start ``paplay`` once ``marker`` shows (capture is
+    open)."""
 
     def reader() -> None:
         assert proc.stdout is not None
@@ -261,8 +264,10 @@ def test_sources_mic_in_the_daemon(
 ) -> None:
     cfg = tmp_path / "mic.yaml"
     cfg.write_text(
-        f"server: {{enabled: false}}\nsources: {{webrtc: {{enabled: false}}, mic: {{enabled: true, device: {DEVICE}, sample_rate: 16000}}}}\n"
-        f"model: {{dir: {tiny_model_dir}, providers: [cpu]}}\nstore: {{path: {tmp_path / 'e.db'}}}\n"
+        f"server: {{enabled: false}}\nsources: {{webrtc: {{enabled: false}}, "
+        f"mic: {{enabled: true, device: {DEVICE}, sample_rate: 16000}}}}\n"
+        f"model: {{dir: {tiny_model_dir}, providers: [cpu]}}\n"
+        f"store: {{path: {tmp_path / 'e.db'}}}\n"
     )
     proc, err = spawn([*STREAMD, "run", "-c", str(cfg)], pulse, tmp_path)
     lines: list[str] = []
@@ -290,7 +295,8 @@ def test_sources_mic_in_the_daemon(
 
 
 def test_missing_portaudio_names_the_package(tmp_path: Path) -> None:
-    """sounddevice raises OSError at import when libportaudio2 is absent; the error says what to install."""
+    """sounddevice raises OSError at import when libportaudio2 is absent; the error says what to
+    install."""
     fake = tmp_path / "fake"
     fake.mkdir()
     (fake / "sounddevice.py").write_text("raise OSError('PortAudio library not found')\n")

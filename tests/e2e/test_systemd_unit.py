@@ -1,5 +1,5 @@
-"""``systemd/streamd.app.service``: systemd accepts it, it has the hardening we promise, and the daemon
-really runs under MemoryDenyWriteExecute (no writable+executable memory)."""
+"""``systemd/streamd.app.service``: systemd accepts it, it has the hardening we promise, and the
+daemon really runs under MemoryDenyWriteExecute (no writable+executable memory)."""
 
 from __future__ import annotations
 
@@ -130,7 +130,8 @@ os.execv(sys.executable, [sys.executable, "-m", "streamd", *sys.argv[1:]])
 
 def test_daemon_runs_with_memory_deny_write_execute(tiny_model_dir: Path, tmp_path: Path) -> None:
     """PR_SET_MDWE (Linux 6.3+) is what systemd uses for MemoryDenyWriteExecute=yes where the
-    kernel has it; the whole run-time path (onnxruntime CPU, numpy, soxr, sqlite, aiohttp) must work."""
+    kernel has it; the whole run-time path (onnxruntime CPU, numpy, soxr, sqlite, aiohttp) must
+    work."""
     clip = speech_wav(tmp_path / "s.wav", 8.0)
     cfg = tmp_path / "c.yaml"
     cfg.write_text(

@@ -53,7 +53,8 @@ TRANSPORT_TOL = 0.03
 
 @pytest.fixture(scope="module")
 def sharp_model_dir(tmp_path_factory: pytest.TempPathFactory, speech_16k: np.ndarray) -> Path:
-    """The tiny random wav2vec2 with its head rescaled so p_fake spreads over about 0.1-0.9 on this speech.
+    """The tiny random wav2vec2 with its head rescaled so p_fake spreads over about 0.1-0.9 on this
+    speech.
 
     ``l_fake - l_real`` over 4 s windows of the clip gets unit spread and zero mean; the
     features, and what Opus does to them, are untouched.
@@ -110,7 +111,8 @@ def speech_wav(speech_16k: np.ndarray, tmp_path_factory: pytest.TempPathFactory)
 
 
 def opus_roundtrip(wav: Path, out: Path) -> Path:
-    """The file through aiortc's own Opus encoder and decoder, as 48 kHz stereo: what the daemon hears."""
+    """The file through aiortc's own Opus encoder and decoder, as 48 kHz stereo: what the daemon
+    hears."""
     import av
     import soundfile as sf
     from aiortc.codecs.opus import OpusDecoder, OpusEncoder

@@ -165,7 +165,8 @@ async def collect(
     into: list[Event] | None = None,
     **query: str,
 ) -> tuple[list[Event], int | None]:
-    """Events from ``/v1/events`` until ``until(events)`` or the server closes; (events, close code).
+    """Events from ``/v1/events`` until ``until(events)`` or the server closes; (events, close
+    code).
 
     ``into``: a list to append to, so a test can watch events arrive while this runs.
     """

@@ -1,4 +1,5 @@
-"""What the model-family tests share: export through the CLI, parity on real speech, whole-file scoring."""
+"""What the model-family tests share: export through the CLI, parity on real speech, whole-file
+scoring."""
 
 from __future__ import annotations
 
@@ -83,7 +84,8 @@ def assert_score_matches(
     """``streamd score`` on a whole file gives, window by window, the card pipeline's p_fake.
 
     Only windows whose stream-time span equals the samples scored are checked: there the window
-    is ``audio[start:end]`` exactly (no VAD gap inside), so the card's code can see the same samples.
+    is ``audio[start:end]`` exactly (no VAD gap inside), so the card's code can see the same
+    samples.
     """
     import soundfile as sf
 

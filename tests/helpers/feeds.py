@@ -281,7 +281,8 @@ class TwilioMessages:
 
 
 def shuffle_and_duplicate(messages: list[str], every: int = 7) -> list[str]:
-    """What a carrier that does not keep order does: swaps neighbours, moves one 3 ahead, resends."""
+    """What a carrier that does not keep order does: swaps neighbours, moves one 3 ahead,
+    resends."""
     out = list(messages)
     for i in range(3, len(out) - 4, every):
         out[i], out[i + 1] = out[i + 1], out[i]

@@ -1,6 +1,7 @@
 """Figures for the WebRTC note (not a test: run by hand; every loop is bounded in count and time).
 
-    .venv/bin/python -m tests.helpers.figures_webrtc --models-dir DIR --wav speech.wav [--peers 1,4] [--latency-runs 5]
+    .venv/bin/python -m tests.helpers.figures_webrtc --models-dir DIR --wav speech.wav \\
+        [--peers 1,4] [--latency-runs 5]
 
 - CPU per WebRTC stream: ``streamd run`` as a subprocess; N aiortc senders in another process,
   each playing the WAV in a loop; the daemon's CPU time from /proc over a fixed interval, idle
@@ -155,13 +156,15 @@ def main() -> int:
         for n in [int(x) for x in a.peers.split(",")]:
             busy = measure_cpu(url, daemon.pid, a.wav, n, a.interval)
             print(
-                f"{n} WebRTC peer(s): daemon {busy * 100:.1f}% of one core -> {(busy - idle) / n * 100:.1f}% per stream"
+                f"{n} WebRTC peer(s): daemon {busy * 100:.1f}% of one "
+                f"core -> {(busy - idle) / n * 100:.1f}% per stream"
             )
         if a.latency_runs:
             lat = latency(url + "/", a.wav, a.latency_runs)
             print(
-                f"speech into the browser -> first window.scored on the page: p50 {statistics.median(lat):.2f} s, "
-                f"max {max(lat):.2f} s over {len(lat)} runs ({', '.join(f'{x:.2f}' for x in lat)})"
+                "speech into the browser -> first window.scored on the page: "
+                f"p50 {statistics.median(lat):.2f} s, max {max(lat):.2f} s over "
+                f"{len(lat)} runs ({', '.join(f'{x:.2f}' for x in lat)})"
             )
     finally:
         daemon.terminate()

@@ -1,4 +1,5 @@
-"""Tiny models of the real architectures with random weights, saved the way model cards save them."""
+"""Tiny models of the real architectures with random weights, saved the way model cards save
+them."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Any
 
 
 def tiny_w2v2_config(**over: Any) -> Any:
-    """A tiny wav2vec2-base-shaped config (7 conv layers, base strides, group norm) with overrides."""
+    """A tiny wav2vec2-base-shaped config (7 conv layers, base strides, group norm) with
+    overrides."""
     from transformers import Wav2Vec2Config
 
     kw: dict[str, Any] = {

@@ -1,4 +1,5 @@
-"""Real peers for the WebRTC and dashboard tests: an in-process daemon, an events client, a sender."""
+"""Real peers for the WebRTC and dashboard tests: an in-process daemon, an events client, a
+sender."""
 
 from __future__ import annotations
 
@@ -101,7 +102,8 @@ class EventsClient:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError(
-                    f"condition not met within {timeout} s; events: {[e['type'] for e in self.events]}"
+                    f"condition not met within {timeout} s; "
+                    f"events: {[e['type'] for e in self.events]}"
                 )
             self._changed.clear()
             with contextlib.suppress(asyncio.TimeoutError):

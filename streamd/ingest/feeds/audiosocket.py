@@ -2,7 +2,8 @@
 
 Each connection is one channel's audio: the UUID frame names the call, signed-linear frames
 carry the audio (8 kHz, or the higher rates the frame kind says), and a hangup or error frame,
-or the socket closing, ends the stream. The framing lives in ``streamd.protocols.feeds.audiosocket``.
+or the socket closing, ends the stream. The framing lives in
+``streamd.protocols.feeds.audiosocket``.
 
 AudioSocket has no authentication, so the listener binds 127.0.0.1 by default and should only
 ever be reachable from the Asterisk box. A connection that completes no frame for

@@ -109,7 +109,8 @@ class WebSocketFeed(FeedSource):
     async def _pump(
         self, ws: web.WebSocketResponse, session: WebSocketSession, conn: FeedConnection
     ) -> bool:
-        """Messages into the session until the feed or the socket ends; True if it closed cleanly."""
+        """Messages into the session until the feed or the socket ends; True if it closed
+        cleanly."""
         loop = asyncio.get_running_loop()
         deadline: float | None = None
         while True:

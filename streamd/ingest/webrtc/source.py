@@ -59,7 +59,8 @@ _CREDENTIALS = re.compile(r"^(turns?):([^:@/]+):([^@/]+)@(.+)$")
 
 
 def parse_ice_servers(urls: list[str]) -> list[RTCIceServer]:
-    """``stun:host:port``, ``turn:host:port?transport=udp``; TURN credentials as ``turn:USER:PASS@host:port``."""
+    """``stun:host:port``, ``turn:host:port?transport=udp``; TURN credentials as
+    ``turn:USER:PASS@host:port``."""
     from aiortc.rtcicetransport import parse_stun_turn_uri
 
     servers = []

@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.fixture
 def notify_socket(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
-    """A receiving datagram socket in the abstract namespace, as systemd uses, and its $NOTIFY_SOCKET."""
+    """A receiving datagram socket in the abstract namespace, as systemd uses, and its
+    $NOTIFY_SOCKET."""
     name = f"streamd-test-{uuid.uuid4().hex}"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind("\0" + name)

@@ -1,4 +1,5 @@
-"""``streamd models pull``: real HTTP download (from a local mirror on 127.0.0.1), sha256 check, export."""
+"""``streamd models pull``: real HTTP download (from a local mirror on 127.0.0.1), sha256 check,
+export."""
 
 from __future__ import annotations
 

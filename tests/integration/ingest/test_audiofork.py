@@ -1,4 +1,5 @@
-"""FreeSWITCH mod_audio_fork into a running daemon over a real websocket, events on ``/v1/events``."""
+"""FreeSWITCH mod_audio_fork into a running daemon over a real websocket, events on
+``/v1/events``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Twilio Media Streams into a running daemon over a real websocket, events read on ``/v1/events``."""
+"""Twilio Media Streams into a running daemon over a real websocket, events read on
+``/v1/events``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``streamd eval`` end to end on a small labelled subset of ../shared/data, and its data loading."""
+"""``streamd eval`` end to end on a small labelled subset of ../shared/data, and its data
+loading."""
 
 from __future__ import annotations
 

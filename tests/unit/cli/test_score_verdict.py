@@ -1,4 +1,5 @@
-"""``streamd score``'s verdict says the rule it applied; --hop/--length are checked like the config."""
+"""``streamd score``'s verdict says the rule it applied; --hop/--length are checked like the
+config."""
 
 from __future__ import annotations
 

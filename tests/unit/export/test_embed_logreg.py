@@ -1,4 +1,5 @@
-"""Family w2v2-embed-logreg: wav2vec2 mean embeddings + pickled StandardScaler and LogisticRegression."""
+"""Family w2v2-embed-logreg: wav2vec2 mean embeddings + pickled StandardScaler and
+LogisticRegression."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ from tests.helpers.tinymodels import tiny_w2v2_config
 
 
 def save_backbone(folder: Path, seed: int = 0) -> Path:
-    """A tiny wav2vec2-base-960h look-alike: a CTC checkpoint and a normalizing feature extractor."""
+    """A tiny wav2vec2-base-960h look-alike: a CTC checkpoint and a normalizing feature
+    extractor."""
     from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
 
     torch.manual_seed(seed)

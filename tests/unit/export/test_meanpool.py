@@ -1,4 +1,5 @@
-"""Family wav2vec2-meanpool: a card's own backbone + mean-pool + Linear module, saved as a state dict."""
+"""Family wav2vec2-meanpool: a card's own backbone + mean-pool + Linear module, saved as a state
+dict."""
 
 from __future__ import annotations
 

@@ -28,7 +28,8 @@ from tests.helpers.tinymodels import save_tiny_wav2vec2
 
 
 def card_p_fake(folder: Path, fake: int = 1) -> Reference:
-    """The card's code: Wav2Vec2FeatureExtractor, then Wav2Vec2ForSequenceClassification, softmax."""
+    """The card's code: Wav2Vec2FeatureExtractor, then Wav2Vec2ForSequenceClassification,
+    softmax."""
     from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
 
     return extractor_card_reference(

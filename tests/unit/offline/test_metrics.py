@@ -1,4 +1,5 @@
-"""EER, ROC-AUC, confusion matrix and the false-alarm operating point on scores with known answers."""
+"""EER, ROC-AUC, confusion matrix and the false-alarm operating point on scores with known
+answers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The events of one stream, end to end: one name per quantity, and every alert closed at the end."""
+"""The events of one stream, end to end: one name per quantity, and every alert closed at the
+end."""
 
 from __future__ import annotations
 

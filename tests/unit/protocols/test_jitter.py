@@ -1,4 +1,5 @@
-"""Jitter buffer: reorder, duplicates, late packets, exact concealment, wraps, SSRC change, latency."""
+"""Jitter buffer: reorder, duplicates, late packets, exact concealment, wraps, SSRC change,
+latency."""
 
 from __future__ import annotations
 
@@ -266,7 +267,8 @@ def test_dtx_timestamp_jump_with_marker_is_silence_of_that_length() -> None:
 
 def test_implausible_timestamp_jump_uses_arrival_time() -> None:
     packets = make_packets(10)
-    jumped = [RtpPacket(0, 10 + i, (10 * 160 + 3_600 * RATE * 10 + i * 160) & 0xFFFFFFFF, 1, b"\x00" * 160)
+    jumped = [RtpPacket(0, 10 + i, (10 * 160 + 3_600 * RATE * 10 + i * 160) & 0xFFFFFFFF, 1,
+                        b"\x00" * 160)
               for i in range(10)]  # fmt: skip
     buffer = JitterBuffer(RATE)
     run = drive(buffer, on_time(packets + jumped))

@@ -1,4 +1,5 @@
-"""Training data: windows are the daemon's windows, and splits never cut a speaker or source in two."""
+"""Training data: windows are the daemon's windows, and splits never cut a speaker or source in
+two."""
 
 from __future__ import annotations
 
