@@ -15,6 +15,7 @@ TARGETS = [
     "streamd.bench.families",
     "streamd.bench.feeds",
     "streamd.bench.sip",
+    "streamd.bench.abuse",
     "streamd.bench.capacity",
     "streamd.bench.adaptive",
     "streamd.bench.precision",
