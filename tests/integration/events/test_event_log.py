@@ -41,6 +41,7 @@ def config(tmp_path: Path, model_dir: Path, **sources: Any) -> Any:
     )
 
 
+@pytest.mark.slow
 async def test_a_locked_store_delays_neither_health_nor_live_events(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from streamd.pipeline.pacing import RealTimeBudget
 from streamd.protocols.feeds.audiosocket import Kind, build_frame
@@ -23,6 +24,7 @@ def test_budget_admits_real_time_and_a_lead_then_refuses() -> None:
     assert b.lead(121.0) < 2.0  # time catching up would admit it again
 
 
+@pytest.mark.slow
 async def test_audiosocket_flood_is_cut_and_a_paced_call_is_still_scored(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

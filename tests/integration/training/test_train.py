@@ -129,6 +129,7 @@ def test_features_cover_every_clip_and_condition(setup: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("setting", ["head", "graph"])
+@pytest.mark.slow
 def test_training_lowers_the_loss(setup: dict[str, Any], setting: str, tmp_path: Path) -> None:
     adapter = fresh(setup, setting)
     table = build_table(

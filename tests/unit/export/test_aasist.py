@@ -147,6 +147,7 @@ def test_full_models_reproduce_reference_logits(
 
 
 @pytest.mark.parametrize("name", list(CHECKPOINTS))
+@pytest.mark.slow
 def test_synthetic_inputs(name: str, shared_dir: Path, aasist_reference: AasistReference) -> None:
     for key, x in aasist_synthetic_inputs().items():
         np.testing.assert_array_equal(x, aasist_reference.npz[key])  # our recipe is the reference's

@@ -42,6 +42,7 @@ def test_onnx_reproduces_reference_logits(
     assert det.manifest.labels == ["spoof", "bonafide"] and det.manifest.fake_index == 0
 
 
+@pytest.mark.slow
 def test_windows_from_2_5_to_4_04_s_are_tiled_like_the_original(
     exported: Path, aasist_reference: AasistReference
 ) -> None:
