@@ -216,6 +216,9 @@ class UasCore:
             c.retransmissions += 1
             self._out.extend(again)
             return
+        if message.uri.lower().startswith("sips:") and peer.transport != "TLS":
+            self._reply(tx, 416, "Unsupported URI Scheme (sips: is only served over TLS)")
+            return
         handler = getattr(self, f"_on_{method.lower()}", None)
         if handler is not None:
             handler(tx, message)

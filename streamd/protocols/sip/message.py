@@ -51,8 +51,9 @@ MAX_HEADER_LINE = 8192  # one header line (folded lines joined); longer is a 400
 
 REASONS = {
     100: "Trying", 180: "Ringing", 183: "Session Progress", 200: "OK",
-    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-    408: "Request Timeout", 415: "Unsupported Media Type", 420: "Bad Extension",
+    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed", 408: "Request Timeout", 415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme", 420: "Bad Extension",
     480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist",
     486: "Busy Here", 487: "Request Terminated", 488: "Not Acceptable Here",
     491: "Request Pending", 500: "Server Internal Error", 501: "Not Implemented",

@@ -96,3 +96,11 @@ def test_m_lines_per_offer() -> None:
     two = SIPP_OFFER + "m=audio 6002 RTP/AVP 0\r\n"
     out = uas.receive(message("INVITE", "m2", "z9hG4bKm2", 1, body=two), UDP, 0)
     assert any(isinstance(a, Negotiate) for a in out)
+
+
+def test_sips_uris_are_only_served_over_tls() -> None:
+    uas = new_uas()
+    sips = message("OPTIONS", "s", "z9hG4bKs", 1).replace(b"OPTIONS sip:", b"OPTIONS sips:", 1)
+    assert statuses(uas.receive(sips, UDP, 0)) == [416]
+    tls = Peer("127.0.0.1", 5062, "TLS")
+    assert statuses(uas.receive(sips.replace(b"z9hG4bKs", b"z9hG4bKt"), tls, 0)) == [200]
