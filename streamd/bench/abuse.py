@@ -6,7 +6,7 @@ one live call from 127.0.0.1 (the allowed SBC) that streams the clip as PCMU in 
 attack runs meanwhile, from 127.0.0.2 (outside ``allow_from``) unless it needs an allowed peer:
 
   baseline   nothing: the live call's window lag alone
-  big        60 KB SIP datagrams from a stranger at --big-rate per second
+  big        60 KB SIP datagrams (one long Via) from a stranger at --big-rate per second
   invites    --invites small INVITEs from a stranger, as fast as they go
   mlines     one INVITE from the SBC with 500 ``a=inactive`` m-lines
   tcp        --tcp idle TCP connections from a stranger, then one from the SBC
@@ -71,9 +71,10 @@ def _invite(n: int, pad: int = 0, media: int = 0) -> bytes:
     )
     ctype = "Content-Type: application/sdp\r\n" if body else ""
     return (
-        f"INVITE sip:abuse@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKa{n}\r\n"
+        f"INVITE sip:abuse@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKa{n}"
+        f"{';x=' + 'p' * pad if pad else ''}\r\n"  # a long Via: the parser's costliest line
         f"From: <sip:a@127.0.0.1>;tag=a{n}\r\nTo: <sip:abuse@127.0.0.1>\r\nCall-ID: abuse-{n}\r\n"
-        f"CSeq: 1 INVITE\r\nX-Pad: {'p' * pad}\r\n{ctype}Content-Length: {len(body)}\r\n\r\n{body}"
+        f"CSeq: 1 INVITE\r\n{ctype}Content-Length: {len(body)}\r\n\r\n{body}"
     ).encode()
 
 
@@ -157,9 +158,9 @@ async def _attack(phase: str, args: argparse.Namespace, daemon: Daemon, low: int
     sip = ("127.0.0.1", daemon.sip)
     if phase == "big":
         sent = await asyncio.to_thread(
-            _udp, STRANGER, sip, [_invite(0, 60_000)], args.big_rate, window
+            _udp, STRANGER, sip, [_invite(n, 60_000) for n in range(64)], args.big_rate, window
         )
-        return {"tried": f"{args.big_rate:.0f}/s x 60 KB datagrams", "sent": sent}
+        return {"tried": f"{args.big_rate:.0f}/s x 60 KB datagrams (a 60 KB Via)", "sent": sent}
     if phase == "invites":
         invites = [_invite(n) for n in range(args.invites)]
         sent = await asyncio.to_thread(_udp, STRANGER, sip, invites, 0, window)
