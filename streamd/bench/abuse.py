@@ -10,8 +10,11 @@ attack runs meanwhile, from 127.0.0.2 (outside ``allow_from``) unless it needs a
   invites    --invites small INVITEs from a stranger, as fast as they go
   mlines     one INVITE from the SBC with 500 ``a=inactive`` m-lines
   tcp        --tcp idle TCP connections from a stranger, then one from the SBC
-  hijack     RTP with a foreign SSRC at 50 packets/s to every port of the RTP range, from an
-             allowed address other than the call's
+  silence    the live call's sender goes silent for 3 s, nothing else (hijack's control: the
+             windows over the silence are scored when the audio resumes, so their lag is long)
+  hijack     the live call's sender goes silent for 3 s (sipp's rtp_stream pause) while RTP with
+             a foreign SSRC arrives at 50 packets/s on every port of the RTP range, from an
+             allowed address other than the call's: does the call keep its own audio?
 
 Per phase: what was tried, the live call's window lag p50/p99 (receipt of ``window.scored`` on
 ``/v1/events`` minus the end of its audio; windows scored at BYE left out) and frames lost, the
@@ -38,8 +41,14 @@ from typing import Any
 from streamd.bench.sip import SCENARIO, Daemon, _clip, _lags, _pct, _sipp, _wait_until
 
 STRANGER = "127.0.0.2"
-PHASES = ("baseline", "big", "invites", "mlines", "tcp", "hijack")
+PHASES = ("baseline", "big", "invites", "mlines", "tcp", "silence", "hijack")
 RTP_SPAN = 40  # even ports in the bench's RTP range
+STREAM = '<nop><action><exec rtp_stream="clip.g711,1,0"/></action></nop>'
+SILENCE = (
+    f'{STREAM}<pause milliseconds="3000"/>'
+    '<nop><action><exec rtp_stream="pause"/></action></nop><pause milliseconds="3000"/>'
+    '<nop><action><exec rtp_stream="resume"/></action></nop>'
+)
 
 
 def register(sub: Any) -> None:
@@ -173,18 +182,23 @@ async def _attack(phase: str, args: argparse.Namespace, daemon: Daemon, low: int
         return {"tried": f"{args.tcp} idle stranger TCP connections", **found}
     if phase == "hijack":
         sent = await asyncio.to_thread(_rtp, range(low, low + 2 * RTP_SPAN, 2), window)
-        return {"tried": f"foreign-SSRC RTP, 50/s to each of {RTP_SPAN} ports", "sent": sent}
+        tried = f"3 s of silence; foreign-SSRC RTP, 50/s to each of {RTP_SPAN} ports"
+        return {"tried": tried, "sent": sent}
     await asyncio.sleep(window)
-    return {"tried": "nothing"}
+    return {"tried": "3 s of silence, no attack" if phase == "silence" else "nothing"}
 
 
 async def _phase(
     tmp: Path, daemon: Daemon, phase: str, args: argparse.Namespace, low: int
 ) -> dict[str, Any]:
     service = f"live-{phase}"
+    quiet = phase in ("silence", "hijack")
+    scenario = SCENARIO.replace(STREAM, SILENCE) if quiet else SCENARIO
+    (tmp / "bench.xml").write_text(scenario)
     before, rss0 = daemon.status(), _rss_mb(daemon.proc.pid)
     log_at = daemon.log.stat().st_size
-    call = asyncio.ensure_future(_sipp(tmp, daemon, service, 1, args.seconds))
+    length = args.seconds + (3 if quiet else 0)
+    call = asyncio.ensure_future(_sipp(tmp, daemon, service, 1, length))
     await _wait_until(lambda: any(s["started"] for s in daemon.of(service).values()), 20)
     await asyncio.sleep(1.0)
     found = await _attack(phase, args, daemon, low)
@@ -207,6 +221,7 @@ async def _phase(
         "live_lag_p99_s": _pct(lags, 99),
         "live_windows": len(lags),
         "live_frames_lost": summary.get("frames_lost"),
+        "live_duration_s": summary.get("duration_s"),
         "rss_mb_before": rss0,
         "rss_mb_after": rss1,
         "counted": _moved(before, after),
@@ -236,7 +251,6 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"phases": [], "cores": os.cpu_count()}
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        (tmp / "bench.xml").write_text(SCENARIO)
         (tmp / "clip.g711").write_bytes(_clip(args.audio, args.seconds))
         low = 20000 + 2 * (os.getpid() % 5000)
         async with AbuseDaemon(tmp, args, (low, low + 2 * RTP_SPAN - 2)) as daemon:
