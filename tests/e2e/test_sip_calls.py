@@ -479,3 +479,25 @@ async def test_bad_metadata_gets_400_and_no_rtp_port_gets_503(
         status = sip.status()
         uac.close()
     assert len(of(events.events, "stream.started")) == 1 and status["rtp_ports_in_use"] == 0
+
+
+async def test_bench_abuse_prints_each_attack(tiny_model_dir: Path) -> None:
+    """``streamd bench abuse`` end to end on two short phases: a live sipp call is scored through
+    each, and the 501-m-line INVITE is refused and counted without binding a port."""
+    import argparse
+
+    from streamd.bench import abuse
+
+    need_sipp()
+    parser = argparse.ArgumentParser()
+    abuse.register(parser.add_subparsers())
+    args = parser.parse_args(
+        ["abuse", "--models-dir", str(tiny_model_dir), "--seconds", "6",
+         "--phases", "baseline,mlines", "--json"]
+    )  # fmt: skip
+    results = await asyncio.wait_for(abuse.measure(args), 120)
+    base, mlines = results["phases"]
+    assert base["live_windows"] >= 1 and base["live_frames_lost"] == 0 and base["sipp_exit"] == 0
+    assert mlines["counted"]["sip.too_many_media"] == 1 and mlines["rtp_ports_in_use"] == 0
+    assert mlines["live_frames_lost"] == 0 and mlines["live_lag_p99_s"] is not None
+    assert mlines["rss_mb_after"] > 0 and mlines["warnings_logged"] >= 1
