@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streamd.config import NatsSinkConfig
+from streamd.config.sections import NatsSinkConfig
 from streamd.events.bus import EventBus
 from streamd.events.nats_sink import NatsOutbox
 from streamd.events.store import EventStore

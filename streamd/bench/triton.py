@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from streamd.config import TritonConfig
+from streamd.config.sections import TritonConfig
 from streamd.model.manifest import resolve_manifest
 from streamd.model.remote import RemoteDetector
 from streamd.model.session import Detector

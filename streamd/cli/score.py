@@ -143,7 +143,7 @@ def apply_window_overrides(cfg: Config, hop: float | None, length: float | None)
     """``--hop``/``--length`` checked by the same rules as ``windows`` in the config file."""
     from pydantic import ValidationError
 
-    from streamd.config import WindowsConfig
+    from streamd.config.sections import WindowsConfig
     from streamd.errors import UsageError
 
     if hop is None and length is None:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from streamd.errors import ConfigError
 
 if TYPE_CHECKING:
-    from streamd.config import NatsSinkConfig
+    from streamd.config.sections import NatsSinkConfig
     from streamd.events.store import EventStore
 
 log = logging.getLogger("streamd.nats")

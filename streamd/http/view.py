@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from streamd.config import ServerConfig
+    from streamd.config.sections import ServerConfig
     from streamd.events.bus import EventBus
     from streamd.events.nats_sink import AckObserver
     from streamd.events.store import EventStore

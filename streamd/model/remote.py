@@ -26,7 +26,7 @@ from streamd.model.manifest import load_manifest
 from streamd.model.session import Detector
 
 if TYPE_CHECKING:
-    from streamd.config import TritonConfig
+    from streamd.config.sections import TritonConfig
 
 log = logging.getLogger("streamd.model.remote")
 

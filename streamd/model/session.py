@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from streamd.config import ModelConfig
+from streamd.config.sections import ModelConfig
 from streamd.errors import ModelError
 from streamd.model.binding import BoundRunner, Buckets
 from streamd.model.manifest import Manifest, load_manifest, sha256_file

@@ -25,7 +25,7 @@ from streamd.pipeline.vad import SpeechGate
 from streamd.pipeline.windows import AdaptiveHop, Window, Windower
 
 if TYPE_CHECKING:
-    from streamd.config import AlertsConfig, VadConfig
+    from streamd.config.sections import AlertsConfig, VadConfig
     from streamd.pipeline.scorer import Score
 
 log = logging.getLogger("streamd.stream")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamd.config import WindowsConfig
+from streamd.config.sections import WindowsConfig
 from streamd.pipeline.audio import SAMPLE_RATE
 from streamd.pipeline.vad import Frame
 

@@ -32,7 +32,8 @@ from streamd.ingest.sip.uas import SipUas
 from streamd.ingest.srtp import available as srtp_available
 
 if TYPE_CHECKING:
-    from streamd.config import Config, SipConfig
+    from streamd.config import Config
+    from streamd.config.sources import SipConfig
     from streamd.pipeline.hub import StreamHub
 
 log = logging.getLogger("streamd.ingest.sip.server")

@@ -32,7 +32,7 @@ from streamd.protocols.sip.uas import (
 )
 
 if TYPE_CHECKING:
-    from streamd.config import SipConfig
+    from streamd.config.sources import SipConfig
 
 log = logging.getLogger("streamd.ingest.sip.server")
 

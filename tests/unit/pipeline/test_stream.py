@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from streamd.config import AlertsConfig, VadConfig
+from streamd.config.sections import AlertsConfig, VadConfig
 from streamd.export.probe_audio import speechlike
 from streamd.pipeline.audio import StreamInfo
 from streamd.pipeline.scorer import Score

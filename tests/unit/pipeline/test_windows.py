@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamd.config import WindowsConfig
+from streamd.config.sections import WindowsConfig
 from streamd.pipeline.vad import Frame, SpeechGate
 from streamd.pipeline.windows import AdaptiveHop, Window, Windower, adaptive_hop
 
