@@ -31,10 +31,8 @@ stream's resampler (``set_sample_rate``) first.
 from __future__ import annotations
 
 import asyncio
-import errno
 import ipaddress
 import logging
-import socket
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,7 +41,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from streamd.codecs import CodecError, Decoder, make_decoder
-from streamd.errors import StreamdError
+from streamd.ingest.rtp_ports import PortPool
 from streamd.ingest.srtp import SrtpReceiver
 from streamd.protocols.jitter import Gap, JitterBuffer, Payload
 from streamd.protocols.rtp import RtpError, RtpPacket, is_rtcp, parse_rtp
@@ -57,13 +55,8 @@ log = logging.getLogger("streamd.ingest.rtp")
 CN_PAYLOAD_TYPE = 13  # RFC 3389 comfort noise: fills holes, never decoded
 RELATCH_S = 2.0
 RELATCH_MAX_SEQ = 3000  # a minute of 20 ms packets
-RECV_BUFFER_BYTES = 256 * 1024
 WRITE_BLOCK_MS = 60
 Warn = Callable[..., None]
-
-
-class PortsExhausted(StreamdError):
-    """Every port in ``sources.sip.rtp_ports`` is taken."""
 
 
 @dataclass(frozen=True)
@@ -94,43 +87,6 @@ class RtpCounters:
     timeouts: int = 0
     hold_timeouts: int = 0  # streams ended by hold_timeout_s
     jitter_closed: Counter[str] = field(default_factory=Counter)  # JitterStats of ended receivers
-
-
-class PortPool:
-    """Even ports of ``[low, high]`` bound round-robin, so a port just freed is not reused at once
-    (late packets of the old call would land in the new one)."""
-
-    def __init__(self, host: str, low: int, high: int) -> None:
-        self.host = host
-        self.ports = range(low + (low % 2), high + 1, 2)
-        self.in_use: set[int] = set()
-        self._next = 0
-
-    def bind(self) -> socket.socket:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        for _ in range(len(self.ports)):
-            port = self.ports[self._next]
-            self._next = (self._next + 1) % len(self.ports)
-            if port in self.in_use:
-                continue
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER_BYTES)
-                sock.bind((self.host, port))
-            except OSError as exc:
-                sock.close()
-                if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                    continue  # another process holds it: try the next one
-                raise PortsExhausted(
-                    f"sources.sip.rtp_ports: cannot bind {self.host}:{port} ({exc})"
-                ) from None
-            sock.setblocking(False)
-            self.in_use.add(port)
-            return sock
-        raise PortsExhausted(f"sources.sip.rtp_ports: all {len(self.ports)} even ports are in use")
-
-    def release(self, port: int) -> None:
-        self.in_use.discard(port)
 
 
 def _is_ip(text: str | None) -> bool:

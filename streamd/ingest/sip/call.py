@@ -24,7 +24,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from streamd.ingest.rtp import PortPool, PortsExhausted, RtpCounters, RtpLimits, RtpReceiver, Warn
+from streamd.ingest.rtp import RtpCounters, RtpLimits, RtpReceiver, Warn
+from streamd.ingest.rtp_ports import PortPool, PortsExhausted
 from streamd.pipeline.audio import StreamInfo
 from streamd.pipeline.hub import HubRefused
 from streamd.protocols.sip.dialog import Call, Dialog, Rejected

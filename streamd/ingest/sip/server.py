@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 from streamd.errors import StreamdError
 from streamd.ingest.base import Source
 from streamd.ingest.ratelog import RateLimitedLog
-from streamd.ingest.rtp import RECV_BUFFER_BYTES, PortPool, RtpCounters, RtpLimits
+from streamd.ingest.rtp import RtpCounters, RtpLimits
+from streamd.ingest.rtp_ports import RECV_BUFFER_BYTES, PortPool
 from streamd.ingest.sip.call import MediaContext
 from streamd.ingest.sip.transport import SipTcp, SipUdp
 from streamd.ingest.sip.uas import SipUas
