@@ -239,11 +239,15 @@ async def measure(args: argparse.Namespace, counts: list[int]) -> list[dict[str,
         np.save(clip_path, load_clip(args.audio))
         cfg = parse_config(
             {
-                "server": {"port": 0},
+                "server": {"port": 0, "max_connections": max(512, top + 20)},
                 "sources": {
                     "webrtc": {"enabled": False},
                     "max_streams": top + 10,
-                    "twilio": {"enabled": True, "max_connections": top + 10},
+                    "twilio": {  # every client is on 127.0.0.1: lift the per-source cap too
+                        "enabled": True,
+                        "max_connections": top + 10,
+                        "max_connections_per_source": top + 10,
+                    },
                 },
                 "model": {"dir": args.models_dir, "name": args.model},
                 "store": {"path": str(tmp / "events.db")},

@@ -171,6 +171,9 @@ class _FeedSection(Section):
 
     enabled: bool = False
     max_connections: int = Field(100, ge=1, description="open connections; more are refused")
+    max_connections_per_source: int = Field(
+        20, ge=1, description="open connections from one address, or with one credential"
+    )
     max_message_bytes: int = Field(
         64 * 1024, ge=1024, le=16 * 1024 * 1024, description="largest message or frame accepted"
     )

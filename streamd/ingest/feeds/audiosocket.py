@@ -72,7 +72,8 @@ class AudioSocketSource(FeedSource):
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         name = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        why = self.refusal()
+        keys = (f"addr:{peer[0]}",) if isinstance(peer, tuple) else ()
+        why = self.refusal(keys)
         if why is not None:
             self.counters.refused += 1
             self.warn("audiosocket %s: connection refused: %s", name, why)
@@ -85,7 +86,7 @@ class AudioSocketSource(FeedSource):
         async def close() -> None:
             writer.close()  # the pending read sees EOF; the pump returns
 
-        conn = self.connect(name, close=close)
+        conn = self.connect(name, close=close, keys=keys)
         clean = False
         try:
             clean = await self._pump(reader, session, conn)

@@ -68,10 +68,16 @@ class FeedLimits:
     max_connections: int = 100
     max_message_bytes: int = 64 * 1024
     max_gap_s: float = 60.0
+    max_per_source: int = 20  # connections from one address, or with one credential
 
     @classmethod
     def of(cls, section: Any) -> FeedLimits:
-        return cls(section.max_connections, section.max_message_bytes, section.max_gap_s)
+        return cls(
+            section.max_connections,
+            section.max_message_bytes,
+            section.max_gap_s,
+            section.max_connections_per_source,
+        )
 
 
 @dataclass
@@ -93,6 +99,7 @@ class FeedCounters:
     gaps_capped: int = 0
     frames_lost: int = 0
     idle_dropped: int = 0  # connections that completed no frame or message in time
+    refused_per_source: int = 0  # over max_connections_per_source (address or credential)
     notices: Counter[str] = field(default_factory=Counter)
 
 
@@ -150,6 +157,7 @@ class FeedConnection:
         self.end_reason: str | None = None  # ours, when we end the legs (stopping, refused)
         self.done = asyncio.Event()
         self._closing: asyncio.Future[Any] | None = None
+        self.keys: tuple[str, ...] = ()  # the source address and credential it counts against
 
     def __repr__(self) -> str:
         return f"{self.source.name} {self.peer}#{self.id}" + (
@@ -292,7 +300,7 @@ class FeedConnection:
             await self.feed(session.connection_lost())
             await self.close_legs(self.end_reason or "disconnect")
         finally:
-            self.source.connections.discard(self)
+            self.source.release(self)
             self.done.set()
 
 
@@ -305,6 +313,7 @@ class FeedSource(Source):
         self.limits = limits
         self.counters = FeedCounters()
         self.connections: set[FeedConnection] = set()
+        self.open_by: Counter[str] = Counter()  # open connections per address and credential
         self.latency = LatencyWindow()
         self.arrival: float | None = None  # set only while a frame is being written
         self.stopping = False
@@ -325,25 +334,47 @@ class FeedSource(Source):
         finally:
             self.arrival = None
 
-    def refusal(self) -> str | None:
-        """Why a new connection cannot be taken now, checked before accepting it."""
+    def refusal(self, keys: tuple[str, ...] = ()) -> str | None:
+        """Why a new connection cannot be taken now, checked before accepting it.
+
+        ``keys`` are what the connection counts against besides the total: its source address
+        and its credential, so one peer or one leaked key cannot take every slot."""
         hub = self.hub
         if hub is None or self.stopping or not hub.accepting:
             return "not accepting streams (starting or stopping)"
         if len(self.connections) >= self.limits.max_connections:
             return f"sources.{self.name}.max_connections ({self.limits.max_connections}) reached"
+        for key in keys:
+            if self.open_by[key] >= self.limits.max_per_source:
+                self.counters.refused_per_source += 1
+                limit = self.limits.max_per_source
+                return f"sources.{self.name}.max_connections_per_source ({limit}) reached"
         if len(hub.streams) >= hub.config.sources.max_streams:
             return f"sources.max_streams ({hub.config.sources.max_streams}) reached"
         return None
 
     def connect(
-        self, peer: str, send: Send | None = None, close: Close | None = None
+        self,
+        peer: str,
+        send: Send | None = None,
+        close: Close | None = None,
+        keys: tuple[str, ...] = (),
     ) -> FeedConnection:
         conn = FeedConnection(self, peer, send, close)
+        conn.keys = keys
+        self.open_by.update(keys)
         self.connections.add(conn)
         self.counters.accepted += 1
         log.info("%r: connected (%d open)", conn, len(self.connections))
         return conn
+
+    def release(self, conn: FeedConnection) -> None:
+        if conn in self.connections:
+            self.connections.discard(conn)
+            self.open_by.subtract(conn.keys)
+            for key in conn.keys:
+                if self.open_by[key] <= 0:
+                    del self.open_by[key]
 
     async def stop(self) -> None:
         """Stop taking connections, close the open ones; their legs score what they hold and end."""

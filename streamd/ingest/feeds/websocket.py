@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 from aiohttp import WSMsgType, web
 
 from streamd.ingest.feeds.connection import FeedLimits, FeedSource
-from streamd.protocols.credentials import token_ok
+from streamd.protocols.credentials import supplied_token, token_ok
 from streamd.protocols.feeds.base import CLOSE_NORMAL, FeedEvent
 
 if TYPE_CHECKING:
@@ -33,6 +34,17 @@ log = logging.getLogger("streamd.ingest.feeds.connection")
 
 HEARTBEAT_S = 30.0  # websocket pings find peers that vanished without a FIN
 CLOSE_GOING_AWAY = 1001
+
+
+def source_keys(request: web.Request) -> tuple[str, ...]:
+    """What a connection counts against besides the total: its address and its credential
+    (bearer token or AudioHook's X-API-KEY, hashed so no secret is held in a counter)."""
+    keys = [f"addr:{request.remote or '?'}"]
+    credential = supplied_token(request.headers, request.query) or request.headers.get("X-API-KEY")
+    if credential:
+        digest = hashlib.sha256(credential.encode("utf-8", "surrogateescape")).hexdigest()
+        keys.append(f"cred:{digest[:16]}")
+    return tuple(keys)
 
 
 class WebSocketSession(Protocol):
@@ -78,7 +90,8 @@ class WebSocketFeed(FeedSource):
         if why is not None:
             self.counters.unauthorized += 1
             raise self._refuse(request, web.HTTPUnauthorized, why)
-        why = self.refusal()
+        keys = source_keys(request)
+        why = self.refusal(keys)
         if why is not None:
             self.counters.refused += 1
             raise self._refuse(request, web.HTTPServiceUnavailable, why)
@@ -94,7 +107,7 @@ class WebSocketFeed(FeedSource):
         async def close() -> None:
             await ws.close(code=CLOSE_GOING_AWAY, message=b"shutting down")
 
-        conn = self.connect(request.remote or "?", send=ws.send_json, close=close)
+        conn = self.connect(request.remote or "?", send=ws.send_json, close=close, keys=keys)
         clean = False
         try:
             clean = await self._pump(ws, session, conn)

@@ -180,7 +180,12 @@ async def test_garbage_from_many_peers_leaves_no_stream_open(
             writer.close()
         await closed_by_peer(reader, timeout=5)
 
-    feed = {"port": 0, "max_message_bytes": 1024, "idle_timeout_s": 2.0}
+    feed = {
+        "port": 0,
+        "max_message_bytes": 1024,
+        "idle_timeout_s": 2.0,
+        "max_connections_per_source": 30,
+    }
     async with feed_daemon(tiny_model_dir, tmp_path, audiosocket=feed) as (daemon, events):
         await asyncio.gather(*(peer(i) for i in range(24)))
         feed_source = source(daemon, "audiosocket")
