@@ -109,17 +109,17 @@ def markdown(out: dict[str, Any]) -> str:
     ks = [k for k in NAMES if k in out]
     b = out["builtin"]
     lines = [
-        "| model | clip EER | AUC | real calls alerting (fold thr.) | fake calls alerting (fold thr.) "
-        "| median delay | threshold | real alerting | fake alerting |",
+        "| model | clip EER | AUC | real calls alerting (fold thr.) | fake calls alerting "
+        "(fold thr.) | median delay | threshold | real alerting | fake alerting |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for k in ks:
         lo, s = out[k]["loso"], out[k]["at_shipped_threshold"]
         lines.append(
-            f"| {NAMES[k]} | {pct(lo['clip_eer'])} | {lo['auc']:.2f} | {pct(lo['call_false_alarm'])}"
-            f" | {pct(lo['call_detection'])} | {lo['median_delay_s'] or '–'} s"
-            f" | {out[k]['shipped_threshold']:.3f} | {pct(s['call_false_alarm'])}"
-            f" | {pct(s['call_detection'])} |"
+            f"| {NAMES[k]} | {pct(lo['clip_eer'])} | {lo['auc']:.2f} | "
+            f"{pct(lo['call_false_alarm'])} | {pct(lo['call_detection'])} | "
+            f"{lo['median_delay_s'] or '–'} s | {out[k]['shipped_threshold']:.3f} | "
+            f"{pct(s['call_false_alarm'])} | {pct(s['call_detection'])} |"
         )
     head = " | ".join(f"{NAMES[k]}: EER / AUC / real alerting / fake alerting" for k in ks)
     lines += ["", f"| source | real | fake | {head} |", "|---|---|---|" + "---|" * len(ks)]

@@ -188,8 +188,8 @@ def _row(r: TrialResult) -> str:
     gpu = f" {r.gpu_util:5.0f}%" if r.gpu_util is not None else "      -"
     reuse = f" {100 * r.reused:5.0f}%" if r.reused is not None else "      -"
     return (
-        f"{r.path:<10} {r.streams:>6} {'pass' if r.passed else 'FAIL':>5} {s(r.p50_s)} {s(r.p99_s)} "
-        f"{r.windows_per_s:9.2f} {100 * r.cpu_per_stream:9.2f}% {r.unscored:>8} "
+        f"{r.path:<10} {r.streams:>6} {'pass' if r.passed else 'FAIL':>5} {s(r.p50_s)} "
+        f"{s(r.p99_s)} {r.windows_per_s:9.2f} {100 * r.cpu_per_stream:9.2f}% {r.unscored:>8} "
         f"{r.feed_lag_p99_s * 1000:8.0f} {r.mean_batch:6.2f}{reuse}{gpu} {r.load:6.2f}"
     )
 

@@ -128,7 +128,8 @@ MAKERS: dict[str, Callable[[Path], tuple[Path, dict[str, Any]]]] = {
 
 
 def make_checkpoint(family: str, folder: Path, seed: int = 0) -> tuple[Path, dict[str, Any]]:
-    """(what to pass as --from, load_plan options) for a full-size random checkpoint of ``family``."""
+    """(what to pass as --from, load_plan options) for a full-size random checkpoint of
+    ``family``."""
     torch.manual_seed(seed)
     return MAKERS[family](folder)
 

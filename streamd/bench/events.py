@@ -263,17 +263,18 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"machine: {machine()}")
     print(
-        f"store append alone: p50 {appends['append_p50_us']:.1f} us, p99 {appends['append_p99_us']:.1f} us, "
-        f"{appends['appends_per_s']:.0f} appends/s"
+        f"store append alone: p50 {appends['append_p50_us']:.1f} us, p99 "
+        f"{appends['append_p99_us']:.1f} us, {appends['appends_per_s']:.0f} appends/s"
     )
     for r in results:
         print(
-            f"{r['subscribers']:>3} subscribers: publish (store + enqueue) {r['publish_events_per_s']:8.0f} events/s, "
-            f"delivered to every subscriber {r['fanout_events_per_s']:8.0f} events/s "
-            f"({r['deliveries_per_s']:.0f} messages/s, server CPU {r['server_cpu_us_per_message']:.1f} us/message"
-            f"{'' if r['complete'] else ', INCOMPLETE'}); "
-            f"latency at {r['latency_rate']:.0f} events/s: p50 {r['latency_p50_ms']:.2f} ms, "
-            f"p99 {r['latency_p99_ms']:.2f} ms, max {r['latency_max_ms']:.2f} ms"
+            f"{r['subscribers']:>3} subscribers: publish (store + enqueue) "
+            f"{r['publish_events_per_s']:8.0f} events/s, delivered to every subscriber "
+            f"{r['fanout_events_per_s']:8.0f} events/s ({r['deliveries_per_s']:.0f} "
+            f"messages/s, server CPU {r['server_cpu_us_per_message']:.1f} "
+            f"us/message{'' if r['complete'] else ', INCOMPLETE'}); latency at "
+            f"{r['latency_rate']:.0f} events/s: p50 {r['latency_p50_ms']:.2f} ms, p99 "
+            f"{r['latency_p99_ms']:.2f} ms, max {r['latency_max_ms']:.2f} ms"
         )
     return 0
 

@@ -119,7 +119,8 @@ def print_table(rows: list[dict[str, Any]], batches: list[int]) -> None:
     print(head)
     for r in rows:
         line = (
-            f"{r['family']:<19} {r['params_m']:6.1f}M {r['export_s_fp32']:5.0f}/{r['export_s_int8']:<5.0f} "
+            f"{r['family']:<19} {r['params_m']:6.1f}M "
+            f"{r['export_s_fp32']:5.0f}/{r['export_s_int8']:<5.0f} "
             f"{r['onnx_mb_fp32']:5.0f}/{r['onnx_mb_int8']:<5.0f} {r['max_logit_diff_int8']:9.2g}"
         )
         for b in batches:
@@ -144,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
     setup_torch()
     print(f"machine: {machine()}; load average at start {os.getloadavg()[0]:.1f}")
     print(
-        f"{WINDOW_S} s windows cut to each family's window; median of {args.iters} runs after a warm-up"
+        f"{WINDOW_S} s windows cut to each family's window; "
+        f"median of {args.iters} runs after a warm-up"
     )
     rows = []
     for family in families:

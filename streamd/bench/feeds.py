@@ -282,7 +282,7 @@ async def _client(url: str, n: int, seconds: float, clip_path: str, sent_path: s
     ticks = int(seconds / FRAME_S)
     sent = np.zeros((n, ticks))
     late: list[float] = []
-    media = '{"event":"media","sequenceNumber":"%d","streamSid":"%s","media":{"track":"inbound","chunk":"%d","timestamp":"%d","payload":"%s"}}'
+    media = '{"event":"media","sequenceNumber":"%d","streamSid":"%s","media":{"track":"inbound","chunk":"%d","timestamp":"%d","payload":"%s"}}'  # noqa: E501
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
         sockets = []
         for _ in range(n):
@@ -358,20 +358,21 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({**info, "runs": results}))
         return 0
     print(
-        f"machine: {info['machine']}; load average {info['load_avg']}; {args.seconds:.0f} s of real-time audio per step"
+        f"machine: {info['machine']}; load average "
+        f"{info['load_avg']}; {args.seconds:.0f} s of real-time audio per step"
     )
     for r in results:
         c = r["client"]
         print(
             f"{r['connections']:>4} connections: {'held' if r['held'] else 'NOT held'}; "
-            f"{r['windows_scored']} windows ({r['windows_per_s']}/s), {r['frames_lost']} frames lost; "
-            f"late p99 {c.get('late_p99_ms')} ms; "
-            f"frame>queue p50/p99 {r['frame_to_queue_ms']['p50']}/{r['frame_to_queue_ms']['p99']} ms; "
-            f"send>queue p50/p99 {r['send_to_queue_ms']['p50']}/{r['send_to_queue_ms']['p99']} ms; "
-            f"queue>score p50/p99 {r['queue_to_score_ms']['p50']}/{r['queue_to_score_ms']['p99']} ms; "
-            f"loop lag p99 {r['loop_lag_ms']['p99']} ms; cpu {r['cpu_percent']} % "
-            f"(event loop {r['loop_cpu_percent']} %, {r['loop_cpu_us_per_message']} us/message; "
-            f"scorer {r['scorer_ms_per_window']} ms/window in batches)"
+            f"{r['windows_scored']} windows ({r['windows_per_s']}/s), {r['frames_lost']} frames "
+            f"lost; late p99 {c.get('late_p99_ms')} ms; frame>queue p50/p99 "
+            f"{r['frame_to_queue_ms']['p50']}/{r['frame_to_queue_ms']['p99']} ms; send>queue "
+            f"p50/p99 {r['send_to_queue_ms']['p50']}/{r['send_to_queue_ms']['p99']} ms; "
+            f"queue>score p50/p99 {r['queue_to_score_ms']['p50']}/{r['queue_to_score_ms']['p99']} "
+            f"ms; loop lag p99 {r['loop_lag_ms']['p99']} ms; cpu {r['cpu_percent']} % (event loop "
+            f"{r['loop_cpu_percent']} %, {r['loop_cpu_us_per_message']} us/message; scorer "
+            f"{r['scorer_ms_per_window']} ms/window in batches)"
         )
     return 0
 

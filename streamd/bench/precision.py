@@ -210,9 +210,9 @@ def run(args: argparse.Namespace) -> int:
             else "AUC n/a"
         )
         print(
-            f"{kind}: max |dp| {r['max_dp']:.4f}, mean {r['mean_dp']:.5f}, {r['flips']} flips, {auc}, "
-            f"{r['ms_per_window_fp32']:.0f} -> {r['ms_per_window_variant']:.0f} ms/window: "
-            f"{'parity holds' if r['parity'] else 'PARITY FAILS'}"
+            f"{kind}: max |dp| {r['max_dp']:.4f}, mean {r['mean_dp']:.5f}, {r['flips']} "
+            f"flips, {auc}, {r['ms_per_window_fp32']:.0f} -> {r['ms_per_window_variant']:.0f} "
+            f"ms/window: {'parity holds' if r['parity'] else 'PARITY FAILS'}"
             + (f", installed as {r['installed']}" if r.get("installed") else "")
             + (f", {r['reused']:.0%} of windows from cached frames" if "reused" in r else "")
         )

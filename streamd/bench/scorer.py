@@ -53,7 +53,10 @@ def register(sub: Any) -> None:
 
 
 def machine() -> str:
-    return f"{platform.machine()} {os.cpu_count()} cores, {platform.processor() or platform.platform()}"
+    return (
+        f"{platform.machine()} {os.cpu_count()} cores, "
+        f"{platform.processor() or platform.platform()}"
+    )
 
 
 async def _through_scorer(
@@ -125,7 +128,11 @@ def torch_loop(
 
 def _row(name: str, r: dict[str, Any], base: float | None) -> str:
     ratio = f"{r['windows_per_s'] / base:5.2f}x" if base else "  1.00x"
-    return f"{name:<28} batch {int(r.get('batch', 1)):>3}  {r['windows_per_s']:8.2f} windows/s  {r['infer_ms_per_window']:8.1f} ms/window  batch latency {r['batch_latency_ms']:8.1f} ms  {ratio}"
+    return (
+        f"{name:<28} batch {int(r.get('batch', 1)):>3}  {r['windows_per_s']:8.2f} "
+        f"windows/s  {r['infer_ms_per_window']:8.1f} ms/window  batch latency "
+        f"{r['batch_latency_ms']:8.1f} ms  {ratio}"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(os.cpu_count() or 1)
     plan = build_wav2vec2_base_plan()
     print(
-        f"{args.arch}: {sum(p.numel() for p in plan.module.parameters()) / 1e6:.1f} M parameters (random weights)"
+        f"{args.arch}: {sum(p.numel() for p in plan.module.parameters()) / 1e6:.1f} "
+        "M parameters (random weights)"
     )
     base = torch_loop(plan.module, args.torch_windows, args.window_s, args.max_seconds)
     print(_row("pytorch per-window loop", base, None))
@@ -161,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
             )
             det = Detector.load(res.manifest_path, ["cuda", "cpu"])
             print(
-                f"# onnx {precision}: {res.size_bytes / 1e6:.0f} MB, exported in {res.seconds:.0f} s, provider {det.provider}"
+                f"# onnx {precision}: {res.size_bytes / 1e6:.0f} MB, "
+                f"exported in {res.seconds:.0f} s, provider {det.provider}"
             )
             for r in measure_detector(det, batches, args.windows, args.window_s, args.max_seconds):
                 print(_row(f"onnx {precision} scorer", r, base["windows_per_s"]))
@@ -181,7 +190,8 @@ def _checkpoint_run(args: argparse.Namespace, batches: list[int]) -> int:
     family = args.family or guess_family(source)
     plan = family_module(family).load_plan(source)
     print(
-        f"{source.name} ({family}): {sum(p.numel() for p in plan.module.parameters()) / 1e6:.3f} M parameters, {args.window_s} s windows"
+        f"{source.name} ({family}): {sum(p.numel() for p in plan.module.parameters()) / 1e6:.3f} M "
+        f"parameters, {args.window_s} s windows"
     )
     with tempfile.TemporaryDirectory() as tmp:
         res = export_plan(plan, Path(tmp), "bench", say=lambda s: None)

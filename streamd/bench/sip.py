@@ -480,10 +480,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(results))
     else:
         print(
-            f"calls held with p99 window lag <= {args.max_lag} s and no frames lost: {results['held_calls']}"
-            f" (on {results['cores']} cores)"
+            f"calls held with p99 window lag <= {args.max_lag} s and no frames "
+            f"lost: {results['held_calls']} (on {results['cores']} cores)"
         )
         print(
-            f"junk absorbed while a real call stays on time: {results['junk_absorbed_per_s']} datagrams/s"
+            "junk absorbed while a real call stays on time: "
+            f"{results['junk_absorbed_per_s']} datagrams/s"
         )
     return 0

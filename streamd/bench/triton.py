@@ -1,7 +1,8 @@
 """``streamd bench triton``: remote scoring on a Triton tier vs onnxruntime in-process.
 
 Start a server first (``.venv-triton/bin/streamd serve-model --model NAME``). Both sides use the
-daemon's own code: ``Detector`` + ``Scorer`` locally, ``RemoteDetector`` + ``RemoteScorer`` remotely.
+daemon's own code: ``Detector`` + ``Scorer`` locally, ``RemoteDetector`` + ``RemoteScorer``
+remotely.
   batch 1   windows scored one at a time, back to back: p50 per window, local and remote; the
             difference is the per-window cost of going over gRPC
   streams   S simulated streams each submit one window per hop (staggered over the hop) for
@@ -168,9 +169,9 @@ def run(args: argparse.Namespace) -> int:
     )
     for r in result["streams"]:
         print(
-            f"  {r['streams']:>4} streams: remote p50 {r['remote_p50_ms']} / p99 {r['remote_p99_ms']} ms, "
-            f"local p50 {r['local_p50_ms']} / p99 {r['local_p99_ms']} ms; Triton: "
-            f"{r['requests_per_exec']} requests and {r['windows_per_exec']} windows per execution "
-            f"({r['windows']} windows)"
+            f"  {r['streams']:>4} streams: remote p50 {r['remote_p50_ms']} / p99 "
+            f"{r['remote_p99_ms']} ms, local p50 {r['local_p50_ms']} / p99 "
+            f"{r['local_p99_ms']} ms; Triton: {r['requests_per_exec']} requests and "
+            f"{r['windows_per_exec']} windows per execution ({r['windows']} windows)"
         )
     return 0

@@ -19,13 +19,14 @@ stream over only in two cases, so a host that merely can reach the port cannot h
   ``RELATCH_MAX_SEQ`` ahead of the last one taken (mod 2^16), from an address in the SDP or
   ``allow_from``. An off-path sender cannot guess a 32-bit SSRC; a failed attempt is counted
   ``hijack_refused``. With SRTP every packet must also authenticate with the call's key
-  (failures are counted ``srtp_failed``), before anything else looks at it. telephone-event and comfort noise are only taken from the audio's SSRC (sipp and some
+  (failures are counted ``srtp_failed``), before anything else looks at it. telephone-event and
+  comfort noise are only taken from the audio's SSRC (sipp and some
 PBXs send DTMF with an SSRC of its own, which would otherwise look like a source change).
 
 Hold. While the answer says ``inactive`` (the peer will not send) the inactivity timeout is off
-(``hold_timeout_s`` ends a stream held longer), and media that resumes starts a fresh jitter buffer: time on hold is not stream time, whether
-the sender's timestamps jumped over it or not. A codec change does the same, and switches the
-stream's resampler (``set_sample_rate``) first.
+(``hold_timeout_s`` ends a stream held longer), and media that resumes starts a fresh jitter buffer:
+time on hold is not stream time, whether the sender's timestamps jumped over it or not. A codec
+change does the same, and switches the stream's resampler (``set_sample_rate``) first.
 """
 
 from __future__ import annotations

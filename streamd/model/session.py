@@ -93,7 +93,8 @@ def _import_ort() -> Any:
 
 @dataclass
 class Detector:
-    """One loaded model: manifest + session. Thread-safe for ``infer`` (onnxruntime sessions are)."""
+    """One loaded model: manifest + session. Thread-safe for ``infer`` (onnxruntime sessions
+    are)."""
 
     manifest: Manifest
     path: Path
@@ -205,8 +206,8 @@ class Detector:
         inp = inputs[m.input]
         if m.front_end is None and (len(inp.shape) != 2 or "float" not in inp.type):
             raise ModelError(
-                f"{self.path}: input {m.input!r} is {inp.type} {inp.shape}; the model contract needs "
-                "float32 [batch, samples] raw 16 kHz audio"
+                f"{self.path}: input {m.input!r} is {inp.type} {inp.shape}; the "
+                "model contract needs float32 [batch, samples] raw 16 kHz audio"
             )
 
     @property

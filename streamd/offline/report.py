@@ -252,7 +252,7 @@ CSS = """body{font-family:system-ui,sans-serif;margin:24px auto;max-width:1240px
 h1{font-size:22px}h2{font-size:17px;margin-top:28px}table{border-collapse:collapse;margin:8px 0}
 td,th{border:1px solid #e3e7ee;padding:3px 8px;text-align:left;font-size:13px}
 th{background:#f4f6fa}img{max-width:100%;border:1px solid #e3e7ee}.op{font-size:15px}
-tr.fp td{background:#fef2f2}tr.fn td{background:#fffbeb}.clips td:first-child{font-family:monospace}"""
+tr.fp td{background:#fef2f2}tr.fn td{background:#fffbeb}.clips td:first-child{font-family:monospace}"""  # noqa: E501
 
 
 def write_report(
@@ -341,7 +341,7 @@ windows; a clip is flagged when its score ≥ the threshold.</p>
 <h2>Every clip</h2><p>Also in <a href="clips.csv">clips.csv</a> and <a href="report.json">report.json</a>.
 Red rows: real clips flagged (false alarms); yellow: fake clips missed.</p>
 {_clip_table(rows)}
-</body></html>"""
+</body></html>"""  # noqa: E501
     paths["html"] = out / "index.html"
     paths["html"].write_text(page, encoding="utf-8")
     return paths

@@ -410,8 +410,10 @@ async def test_call_over_tcp_and_bye_on_shutdown(tiny_model_dir: Path, tmp_path:
         writer.write(
             b"\r\n\r\n"
             + (
-                f"INVITE sip:service@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:{port};branch=z9hG4bKtcp1\r\n"
-                f"From: <sip:tcp@127.0.0.1>;tag=t1\r\nTo: <sip:service@127.0.0.1>\r\nCall-ID: tcp-1\r\n"
+                "INVITE sip:service@127.0.0.1 SIP/2.0\r\n"
+                f"Via: SIP/2.0/TCP 127.0.0.1:{port};branch=z9hG4bKtcp1\r\n"
+                "From: <sip:tcp@127.0.0.1>;tag=t1\r\n"
+                "To: <sip:service@127.0.0.1>\r\nCall-ID: tcp-1\r\n"
                 f"CSeq: 1 INVITE\r\nContact: <sip:tcp@127.0.0.1:{port};transport=tcp>\r\n"
                 f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}"
             ).encode()
@@ -424,8 +426,10 @@ async def test_call_over_tcp_and_bye_on_shutdown(tiny_model_dir: Path, tmp_path:
         assert "transport=tcp" in header(ok, "Contact")
         writer.write(
             (
-                f"ACK sip:service@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:{port};branch=z9hG4bKtcp2\r\n"
-                f"From: <sip:tcp@127.0.0.1>;tag=t1\r\nTo: <sip:service@127.0.0.1>;tag={ok.to_tag}\r\n"
+                "ACK sip:service@127.0.0.1 SIP/2.0\r\n"
+                f"Via: SIP/2.0/TCP 127.0.0.1:{port};branch=z9hG4bKtcp2\r\n"
+                "From: <sip:tcp@127.0.0.1>;tag=t1\r\n"
+                f"To: <sip:service@127.0.0.1>;tag={ok.to_tag}\r\n"
                 "Call-ID: tcp-1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
             ).encode()
         )
@@ -462,7 +466,10 @@ async def test_bad_metadata_gets_400_and_no_rtp_port_gets_503(
     port = free_udp_port(even=True)
     async with sip_daemon(tiny_model_dir, tmp_path, rtp_ports=[port, port]) as (_, events, sip):
         uac = await Uac.open(sip.port)
-        bomb = '<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa">]><recording xmlns="urn:ietf:params:xml:ns:recording:1"/>'
+        bomb = (
+            '<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa">]>'
+            '<recording xmlns="urn:ietf:params:xml:ns:recording:1"/>'
+        )
         body = siprec_body(metadata=bomb).decode()
         bad = await uac.ask(
             "INVITE", "meta", body=body, content_type=f"multipart/mixed;boundary={BOUNDARY}"

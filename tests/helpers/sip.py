@@ -204,7 +204,8 @@ class Uac(asyncio.DatagramProtocol):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError(
-                    f"no matching SIP message in {timeout} s; got {[m.start_line() for m in self.received]}"
+                    f"no matching SIP message in {timeout} s; got "
+                    f"{[m.start_line() for m in self.received]}"
                 )
             self._changed.clear()
             with contextlib.suppress(asyncio.TimeoutError):
@@ -249,9 +250,12 @@ class Uac(asyncio.DatagramProtocol):
         ctype = f"Content-Type: {content_type}\r\n" if body else ""
         text = (
             f"{method} {uri} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch or 'z9hG4bK' + str(time.monotonic_ns())};rport\r\n"
-            f'From: "UAC" <sip:uac@127.0.0.1:{self.port}>;tag={self.tag}\r\nTo: {to}\r\nCall-ID: {call_id}\r\n'
-            f"CSeq: {cseq} {method}\r\nContact: <sip:uac@127.0.0.1:{self.port}>\r\nMax-Forwards: 70\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};"
+            f"branch={branch or 'z9hG4bK' + str(time.monotonic_ns())};rport\r\n"
+            f'From: "UAC" <sip:uac@127.0.0.1:{self.port}>;tag={self.tag}\r\n'
+            f"To: {to}\r\nCall-ID: {call_id}\r\n"
+            f"CSeq: {cseq} {method}\r\n"
+            f"Contact: <sip:uac@127.0.0.1:{self.port}>\r\nMax-Forwards: 70\r\n"
             f"{extra}{ctype}Content-Length: {len(body.encode())}\r\n\r\n{body}"
         )
         return text.encode()

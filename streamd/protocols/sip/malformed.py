@@ -13,7 +13,7 @@ from streamd.protocols.sip.message import SipError, SipRequest, build_response, 
 
 _HEADER = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+[ \t]*:.*")
 _START = re.compile(
-    rb"[\r\n]*(?:SIP/2\.0 [1-6][0-9][0-9]|[A-Za-z][A-Za-z0-9.!%*_+`'~-]{0,31} [^ \r\n]+ SIP/2\.0\r?\n)",
+    rb"[\r\n]*(?:SIP/2\.0 [1-6][0-9][0-9]|[A-Za-z][A-Za-z0-9.!%*_+`'~-]{0,31} [^ \r\n]+ SIP/2\.0\r?\n)",  # noqa: E501
     re.I,
 )
 

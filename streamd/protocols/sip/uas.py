@@ -17,8 +17,8 @@ What it answers:
   credentials (:mod:`streamd.protocols.sip.digest`; in-dialog requests ride on the dialog).
 - 403 from outside ``allow_from`` (stateless, see the core); 486 over ``max_calls`` or over
   ``max_calls_per_source`` calls from one address; 488 for an offer with more than
-  ``max_media_per_call`` m-lines (each would take an RTP port and a stream); 503 while stopping; 420 for a
-  ``Require`` other than ``siprec``; 415 for bodies we cannot read; 488 without an SDP offer;
+  ``max_media_per_call`` m-lines (each would take an RTP port and a stream); 503 while stopping; 420
+  for a ``Require`` other than ``siprec``; 415 for bodies we cannot read; 488 without an SDP offer;
   400 with the reason for malformed requests (rebuilt from their good header lines, and only
   for allowed sources: junk from strangers is counted, never answered); 481 for unknown dialogs
   and transactions; 500 for a CSeq out of order; 405 for REGISTER and the like; 501 for

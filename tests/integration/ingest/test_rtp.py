@@ -107,7 +107,8 @@ async def test_loss_reordering_duplicates_and_dtmf(tiny_model_dir: Path, tmp_pat
 @pytest.mark.slow
 async def test_sender_restart_keeps_stream_time(tiny_model_dir: Path, tmp_path: Path) -> None:
     """In real time: 2 s, half a second of nothing, then a new SSRC with new sequence numbers
-    and timestamps (an SBC failover). The gap comes from arrival times; stream time stays wall time."""
+    and timestamps (an SBC failover). The gap comes from arrival times; stream time stays wall
+    time."""
     coded, _, _ = g711_speech(4.0, "PCMU", offset=2)
     first = rtp_packets(coded[: 2 * 8000], 0, ssrc=1111)
     second = rtp_packets(coded[2 * 8000 :], 0, ssrc=2222, seq=17, ts=123456789)
@@ -144,7 +145,8 @@ async def test_junk_is_counted_and_the_call_is_still_scored(
     wrong_pt = build_rtp(96, 1, 1, 0x5EED, b"\x00" * 160)
     bad_request = (
         "OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKbad\r\n"
-        "From: <sip:j@127.0.0.1>;tag=j\r\nTo: <sip:x@127.0.0.1>\r\nCall-ID: junk-1\r\nCSeq: 1 OPTIONS\r\n"
+        "From: <sip:j@127.0.0.1>;tag=j\r\n"
+        "To: <sip:x@127.0.0.1>\r\nCall-ID: junk-1\r\nCSeq: 1 OPTIONS\r\n"
         "this line is not a header\r\nContent-Length: 0\r\n\r\n"
     )
     with (
@@ -208,8 +210,10 @@ async def test_rtp_timeout_ends_the_stream_and_the_daemon_hangs_up(
             bye: Any = await uac.wait(lambda m: isinstance(m, SipRequest) and m.method == "BYE", 5)
             waited = time.monotonic() - last
             uac.send(
-                f"SIP/2.0 200 OK\r\nVia: {bye.headers.get('Via')}\r\nFrom: {bye.headers.get('From')}\r\n"
-                f"To: {bye.headers.get('To')}\r\nCall-ID: {bye.call_id}\r\nCSeq: {bye.headers.get('CSeq')}\r\n"
+                "SIP/2.0 200 OK\r\n"
+                f"Via: {bye.headers.get('Via')}\r\nFrom: {bye.headers.get('From')}\r\n"
+                f"To: {bye.headers.get('To')}\r\n"
+                f"Call-ID: {bye.call_id}\r\nCSeq: {bye.headers.get('CSeq')}\r\n"
                 "Content-Length: 0\r\n\r\n"
             )
             await events.wait_for(lambda ev: bool(of(ev, "stream.ended")), 10)

@@ -60,8 +60,8 @@ def test_empty_payload_and_extension_without_words() -> None:
         (bytes.fromhex("a0000001000000000000000a") + b"ab\x09", "padding"),
         (bytes.fromhex("83000001000000000000000a") + b"\x00" * 8, "CSRC"),
         (bytes.fromhex("90000001000000000000000a") + b"\xbe\xde", "extension"),
-        (bytes.fromhex("90000001000000000000000a") + b"\xbe\xde\x00\x02" + b"\x00" * 4, "extension length"),
-        (bytes.fromhex("b0000001000000000000000a") + b"\xbe\xde\x00\x01" + b"\x00" * 3 + b"\x04", "extension length"),
+        (bytes.fromhex("90000001000000000000000a") + b"\xbe\xde\x00\x02" + b"\x00" * 4, "extension length"),  # noqa: E501
+        (bytes.fromhex("b0000001000000000000000a") + b"\xbe\xde\x00\x01" + b"\x00" * 3 + b"\x04", "extension length"),  # noqa: E501
     ],
 )  # fmt: skip
 def test_malformed_packets_raise_rtp_error(data: bytes, message: str) -> None:

@@ -1,4 +1,5 @@
-"""SIP messages: real INVITEs, compact forms, Via lists, multipart bodies, responses, TCP framing."""
+"""SIP messages: real INVITEs, compact forms, Via lists, multipart bodies, responses, TCP
+framing."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ def test_compact_forms_folding_and_multiple_via() -> None:
     message = parse_message(COMPACT_INVITE)
     vias = message.vias
     assert [(v.transport, v.host, v.port) for v in vias] == [
-        ("UDP", "192.0.2.10", 5060), ("TCP", "proxy.example.com", None), ("UDP", "2001:db8::9", 5070),
+        ("UDP", "192.0.2.10", 5060), ("TCP", "proxy.example.com", None),
+        ("UDP", "2001:db8::9", 5070),
     ]  # fmt: skip
     assert vias[0].params["received"] == "192.0.2.10" and "rport" in vias[2].params
     assert message.branch == "z9hG4bKnashds8"
@@ -133,7 +135,10 @@ def test_siprec_invite_multipart_body() -> None:
 
 
 def test_multipart_edge_cases() -> None:
-    body = b"preamble\r\n--b\r\n\r\nno headers\r\n--b\nContent-Type: Text/Plain\n\nlf only\n--b--\r\nepilogue"
+    body = (
+        b"preamble\r\n--b\r\n\r\nno headers\r\n--b\n"
+        b"Content-Type: Text/Plain\n\nlf only\n--b--\r\nepilogue"
+    )
     parts = parse_multipart(body, 'multipart/mixed; boundary="b"')
     assert [(p.content_type, p.body) for p in parts] == [
         ("text/plain", b"no headers"),
@@ -199,7 +204,8 @@ def test_missing_required_headers_raise_on_access() -> None:
 def test_build_response_copies_dialog_headers_and_adds_to_tag() -> None:
     request = parse_message(COMPACT_INVITE)
     assert isinstance(request, SipRequest)
-    response = build_response(request, 200, to_tag="as83kd9", headers=[("Contact", "<sip:streamd@192.0.2.5>")],
+    response = build_response(request, 200, to_tag="as83kd9",
+                              headers=[("Contact", "<sip:streamd@192.0.2.5>")],
                               body=b"v=0\r\n")  # fmt: skip
     data = response.to_bytes()
     assert data.startswith(b"SIP/2.0 200 OK\r\n")
@@ -224,8 +230,9 @@ def test_build_response_copies_dialog_headers_and_adds_to_tag() -> None:
 
 
 def test_build_response_keeps_an_existing_to_tag() -> None:
-    bye = parse_message(sipp_invite().replace(b"To: service <sip:service@127.0.0.1:5060>",
-                                              b"To: service <sip:service@127.0.0.1:5060>;tag=ours"))  # fmt: skip
+    bye = parse_message(sipp_invite().replace(
+        b"To: service <sip:service@127.0.0.1:5060>",
+        b"To: service <sip:service@127.0.0.1:5060>;tag=ours"))  # fmt: skip
     assert isinstance(bye, SipRequest)
     assert build_response(bye, 200, to_tag="other").to_tag == "ours"
 
@@ -300,7 +307,10 @@ SEEDS = [sipp_invite(), siprec_invite(), COMPACT_INVITE, OPTIONS_PING]
 @settings(max_examples=600)
 @given(
     seed=st.sampled_from(SEEDS),
-    edits=st.lists(st.tuples(st.integers(0, 4000), st.sampled_from([b"", b":", b";", b",", b"<", b">", b'"', b"\r\n", b" ", b"\xff", b"--", b"=", b"0", b"9" * 12])), min_size=1, max_size=5),
+    edits=st.lists(st.tuples(st.integers(0, 4000), st.sampled_from([
+        b"", b":", b";", b",", b"<", b">", b'"', b"\r\n", b" ", b"\xff", b"--", b"=", b"0",
+        b"9" * 12,
+    ])), min_size=1, max_size=5),
 )  # fmt: skip
 def test_fuzz_structured_mutations(seed: bytes, edits: list[tuple[int, bytes]]) -> None:
     data = seed

@@ -81,8 +81,8 @@ def test_reversed_document_order_reverses_roles() -> None:
     agent_block, rest = agent.split("</participant>\n", 1)
     start = head.index(f'  <participant participant_id="{CALLER_ID}">')
     reordered = (
-        head[:start] + f'  <participant participant_id="{AGENT_ID}">' + agent_block + "</participant>\n"
-        + head[start:] + rest
+        head[:start] + f'  <participant participant_id="{AGENT_ID}">' + agent_block
+        + "</participant>\n" + head[start:] + rest
     )  # fmt: skip
     owners = parse_metadata(reordered).label_map()
     assert (owners["1"].role, owners["2"].role) == ("agent", "caller")
@@ -94,7 +94,7 @@ def test_draft_era_participant_format_without_namespace() -> None:
       <participant id="p2"><aor>sip:bob@example.com</aor><send>s2</send><recv>s1</recv></participant>
       <stream id="s1"><label>10</label></stream>
       <stream id="s2"><label>11</label></stream>
-    </recording>"""
+    </recording>"""  # noqa: E501
     owners = parse_metadata(xml).label_map()
     assert (owners["10"].aor, owners["10"].name, owners["10"].role) == (
         "sip:alice@example.com",
@@ -114,7 +114,8 @@ def test_conference_with_three_senders_guesses_no_roles() -> None:
         + "".join(
             f"<participant participant_id='p{i}'><nameID aor='sip:u{i}@x'/></participant>"
             f"<stream stream_id='s{i}'><label>{i}</label></stream>"
-            f"<participantstreamassoc participant_id='p{i}'><send>s{i}</send></participantstreamassoc>"
+            f"<participantstreamassoc participant_id='p{i}'>"
+            f"<send>s{i}</send></participantstreamassoc>"
             for i in range(3)
         )
         + "<stream stream_id='mixed'/></recording>"
@@ -179,7 +180,8 @@ def test_non_utf8_and_oversized_metadata() -> None:
 
 
 def test_siprec_invite_end_to_end_through_the_pure_layers() -> None:
-    """What the SIP adapter will do: INVITE -> parts -> answer + label map -> one stream per m-line."""
+    """What the SIP adapter will do: INVITE -> parts -> answer + label map -> one stream per
+    m-line."""
     invite = parse_message(siprec_invite())
     parts = {p.content_type: p.body for p in invite.body_parts()}
     offer = parse_sdp(parts["application/sdp"])
@@ -219,7 +221,9 @@ def test_fuzz_random_bytes(data: bytes) -> None:
 
 @settings(max_examples=500)
 @given(
-    edits=st.lists(st.tuples(st.integers(0, 5000), st.sampled_from(["", "<", ">", "/", '"', "'", "&", "=", "<!", "x", "\x00", "é"])), min_size=1, max_size=4),
+    edits=st.lists(st.tuples(st.integers(0, 5000), st.sampled_from([
+        "", "<", ">", "/", '"', "'", "&", "=", "<!", "x", "\x00", "é",
+    ])), min_size=1, max_size=4),
 )  # fmt: skip
 def test_fuzz_structured_mutations(edits: list[tuple[int, str]]) -> None:
     text = SIPREC_METADATA

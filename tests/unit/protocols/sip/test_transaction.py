@@ -33,7 +33,8 @@ TCP = Peer("127.0.0.1", 5063, "TCP")
 
 def request(method: str, branch: str) -> SipRequest:
     text = (
-        f"{method} sip:service@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch={branch}\r\n"
+        f"{method} sip:service@127.0.0.1 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:5062;branch={branch}\r\n"
         f"From: <sip:a@127.0.0.1>;tag=a\r\nTo: <sip:service@127.0.0.1>\r\nCall-ID: {branch}\r\n"
         f"CSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
     )
