@@ -1,4 +1,4 @@
-"""``systemd/streamd.app.service``: systemd accepts it, it has the hardening we promise, and the
+"""``systemd/streamd.service``: systemd accepts it, it has the hardening we promise, and the
 daemon really runs under MemoryDenyWriteExecute (no writable+executable memory)."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from streamd.http.app import CLIENT_FLUSH_S
 from tests.helpers.daemonproc import speech_wav
 
 ROOT = Path(__file__).resolve().parents[2]
-UNIT = ROOT / "systemd" / "streamd.app.service"
+UNIT = ROOT / "systemd" / "streamd.service"
 VENV_STREAMD = Path(sys.executable).parent / "streamd"
 
 
@@ -39,7 +39,7 @@ def local_copy(tmp_path: Path) -> Path:
     """The unit with ExecStart pointing at this venv's streamd (verify checks the binary exists)."""
     if not VENV_STREAMD.exists():
         pytest.skip(f"{VENV_STREAMD} is not installed (pip install -e .)")
-    unit = tmp_path / "streamd.app.service"
+    unit = tmp_path / "streamd.service"
     text = UNIT.read_text()
     assert "/opt/streamd/.venv/bin/streamd " in text
     unit.write_text(text.replace("/opt/streamd/.venv/bin/streamd ", f"{VENV_STREAMD} "))
