@@ -174,8 +174,8 @@ async def test_no_gap_no_duplicate_across_the_replay_live_seam(server: Server) -
     async def produce() -> None:
         for i in range(total):
             server.publish(i)
-            if i % 20 == 0:
-                await asyncio.sleep(0)
+            if i % 20 == 0:  # ~0.6 s in all: every client (joining within 0.3 s) joins mid-stream
+                await asyncio.sleep(0.003)
 
     async def client(delay: float, since: int | None) -> tuple[int | None, int, list[int]]:
         await asyncio.sleep(delay)
