@@ -38,7 +38,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streamd.bench.sip import SCENARIO, Daemon, _clip, _lags, _pct, _sipp, _wait_until
+from streamd.bench.sipp_harness import (
+    SCENARIO,
+    SipDaemon,
+    g711_clip,
+    pct,
+    run_sipp,
+    wait_until,
+    window_lags,
+)
 
 STRANGER = "127.0.0.2"
 PHASES = ("baseline", "big", "invites", "mlines", "tcp", "silence", "hijack")
@@ -162,7 +170,7 @@ def _moved(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
     return out
 
 
-async def _attack(phase: str, args: argparse.Namespace, daemon: Daemon, low: int) -> Any:
+async def _attack(phase: str, args: argparse.Namespace, daemon: SipDaemon, low: int) -> Any:
     window = args.seconds - 3
     sip = ("127.0.0.1", daemon.sip)
     if phase == "big":
@@ -189,7 +197,7 @@ async def _attack(phase: str, args: argparse.Namespace, daemon: Daemon, low: int
 
 
 async def _phase(
-    tmp: Path, daemon: Daemon, phase: str, args: argparse.Namespace, low: int
+    tmp: Path, daemon: SipDaemon, phase: str, args: argparse.Namespace, low: int
 ) -> dict[str, Any]:
     service = f"live-{phase}"
     quiet = phase in ("silence", "hijack")
@@ -198,16 +206,16 @@ async def _phase(
     before, rss0 = daemon.status(), _rss_mb(daemon.proc.pid)
     log_at = daemon.log.stat().st_size
     length = args.seconds + (3 if quiet else 0)
-    call = asyncio.ensure_future(_sipp(tmp, daemon, service, 1, length))
-    await _wait_until(lambda: any(s["started"] for s in daemon.of(service).values()), 20)
+    call = asyncio.ensure_future(run_sipp(tmp, daemon, service, 1, length))
+    await wait_until(lambda: any(s["started"] for s in daemon.of(service).values()), 20)
     await asyncio.sleep(1.0)
     found = await _attack(phase, args, daemon, low)
     code = await call
-    await _wait_until(lambda: any(s["summary"] for s in daemon.of(service).values()), 20)
+    await wait_until(lambda: any(s["summary"] for s in daemon.of(service).values()), 20)
     await asyncio.sleep(0.5)
     after, rss1 = daemon.status(), _rss_mb(daemon.proc.pid)
     streams = daemon.of(service)
-    lags = _lags(streams)
+    lags = window_lags(streams)
     summary = next(iter(streams.values()))["summary"] or {} if streams else {}
     with open(daemon.log, "rb") as f:
         f.seek(log_at)
@@ -217,8 +225,8 @@ async def _phase(
         "phase": phase,
         **found,
         "sipp_exit": code,
-        "live_lag_p50_s": _pct(lags, 50),
-        "live_lag_p99_s": _pct(lags, 99),
+        "live_lag_p50_s": pct(lags, 50),
+        "live_lag_p99_s": pct(lags, 99),
         "live_windows": len(lags),
         "live_frames_lost": summary.get("frames_lost"),
         "live_duration_s": summary.get("duration_s"),
@@ -231,7 +239,7 @@ async def _phase(
     }
 
 
-class AbuseDaemon(Daemon):
+class AbuseDaemon(SipDaemon):
     """The bench daemon with TCP on and the limits this bench exercises."""
 
     def __init__(self, tmp: Path, args: argparse.Namespace, rtp_ports: tuple[int, int]) -> None:
@@ -251,7 +259,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"phases": [], "cores": os.cpu_count()}
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        (tmp / "clip.g711").write_bytes(_clip(args.audio, args.seconds))
+        (tmp / "clip.g711").write_bytes(g711_clip(args.audio, args.seconds))
         low = 20000 + 2 * (os.getpid() % 5000)
         async with AbuseDaemon(tmp, args, (low, low + 2 * RTP_SPAN - 2)) as daemon:
             for phase in phases:

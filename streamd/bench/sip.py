@@ -30,59 +30,21 @@ import socket
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-TICKS = os.sysconf("SC_CLK_TCK")
-SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="bench call">
-  <send retrans="500"><![CDATA[
-INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:bench@[local_ip]:[local_port]>;tag=[pid]b[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: <sip:bench@[local_ip]:[local_port]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=bench 1 1 IN IP4 [local_ip]
-s=-
-c=IN IP4 [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0
-a=rtpmap:0 PCMU/8000
-]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="200"/>
-  <send><![CDATA[
-ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:bench@[local_ip]:[local_port]>;tag=[pid]b[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 1 ACK
-Content-Length: 0
-]]></send>
-  <nop><action><exec rtp_stream="clip.g711,1,0"/></action></nop>
-  <pause/>
-  <send retrans="500"><![CDATA[
-BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:bench@[local_ip]:[local_port]>;tag=[pid]b[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 2 BYE
-Content-Length: 0
-]]></send>
-  <recv response="200"/>
-</scenario>
-"""
+from streamd.bench.sipp_harness import (
+    SCENARIO,
+    SipDaemon,
+    free_port,
+    g711_clip,
+    pct,
+    run_sipp,
+    wait_until,
+    window_lags,
+)
 
 
 def register(sub: Any) -> None:
@@ -121,45 +83,6 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _cpu_seconds(pid: int, thread: int | None = None) -> float:
-    """utime + stime of a process, or of one of its threads (the event loop's is the pid)."""
-    path = f"/proc/{pid}/task/{thread}/stat" if thread else f"/proc/{pid}/stat"
-    fields = Path(path).read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    return round(float(np.percentile(values, q)), 3) if values else None
-
-
-def _clip(path: str | None, seconds: float) -> bytes:
-    """The clip as PCMU at 8 kHz, a whole number of 20 ms packets."""
-    import soxr
-
-    from streamd.codecs.g711 import ulaw_encode
-    from streamd.pipeline.audio import load_audio
-
-    n = int(seconds * 16000)
-    if path:
-        audio = load_audio(path)
-        audio = np.tile(audio, n // len(audio) + 1)[:n]
-    else:
-        from streamd.export.probe_audio import speechlike
-
-        audio = speechlike(n)
-    narrow = np.clip(np.round(soxr.resample(audio, 16000, 8000) * 32768), -32768, 32767).astype(
-        np.int16
-    )
-    coded = ulaw_encode(narrow)
-    return coded[: len(coded) // 160 * 160]
-
-
 def _junk_sender(ports: tuple[int, int], rate: float, seconds: float, sent: Any) -> None:
     """Random datagrams (1-1200 bytes) alternating between two ports, paced per 5 ms tick."""
     rng = np.random.default_rng(1)
@@ -182,188 +105,25 @@ def _junk_sender(ports: tuple[int, int], rate: float, seconds: float, sent: Any)
         sent.value = count / (time.monotonic() - start)
 
 
-class Daemon:
-    """``streamd run`` in a child process, and a ``/v1/events`` reader that keeps receipt times."""
-
-    def __init__(
-        self, tmp: Path, args: argparse.Namespace, rtp_ports: tuple[int, int], max_calls: int
-    ) -> None:
-        import yaml
-
-        self.http, self.sip = _free_port(socket.SOCK_STREAM), _free_port()
-        cfg = {
-            "server": {"port": self.http},
-            "sources": {
-                "webrtc": {"enabled": False},
-                "max_streams": max_calls + 10,
-                "sip": {
-                    "enabled": True,
-                    "port": self.sip,
-                    "tcp": False,
-                    "rtp_ports": list(rtp_ports),
-                    "max_calls": max_calls,
-                },
-            },
-            "model": {"dir": args.models_dir, "name": args.model, "providers": ["cpu"]},
-            "store": {"path": str(tmp / f"events-{self.http}.db")},
-            "logging": {"level": "warning"},
-        }
-        self.config = tmp / f"bench-{self.http}.yaml"
-        self.config.write_text(yaml.safe_dump(cfg))
-        self.log = tmp / f"daemon-{self.http}.log"
-        self.events: list[tuple[float, dict[str, Any]]] = []
-        self.proc: Any = None
-        self._reader: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Daemon:
-        with open(self.log, "wb") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "streamd",
-                "run",
-                "-c",
-                str(self.config),
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=log,
-            )
-        for _ in range(600):
-            if self.proc.returncode is not None:
-                raise RuntimeError(f"daemon exited: {self.log.read_text()[-2000:]}")
-            try:
-                await asyncio.to_thread(
-                    urllib.request.urlopen, f"http://127.0.0.1:{self.http}/readyz", timeout=2
-                )
-                break
-            except OSError:
-                await asyncio.sleep(0.1)
-        self._reader = asyncio.create_task(self._read())
-        await asyncio.sleep(0.3)
-        return self
-
-    async def _read(self) -> None:
-        import aiohttp
-
-        async with (
-            aiohttp.ClientSession() as session,
-            session.ws_connect(f"http://127.0.0.1:{self.http}/v1/events", max_msg_size=0) as ws,
-        ):
-            async for msg in ws:
-                if msg.type == aiohttp.WSMsgType.TEXT:
-                    self.events.append((time.monotonic(), json.loads(msg.data)))
-
-    def status(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/readyz", timeout=5) as r:
-            return next(s for s in json.load(r)["sources"] if s["name"] == "sip")
-
-    def cpu(self) -> tuple[float, float]:
-        """CPU seconds of the whole daemon, and of its event loop thread (ingest, VAD, windows,
-        events: everything but inference, which runs in onnxruntime's threads)."""
-        return _cpu_seconds(self.proc.pid), _cpu_seconds(self.proc.pid, self.proc.pid)
-
-    def of(self, service: str) -> dict[str, dict[str, Any]]:
-        """Per stream of calls to ``service``: started receipt, window (receipt, end_s), summary."""
-        out: dict[str, dict[str, Any]] = {}
-        for t, e in self.events:
-            sid = (e.get("stream") or {}).get("stream_id")
-            if sid is None or f"sip:{service}@" not in e["stream"]["labels"].get("to", ""):
-                continue
-            s = out.setdefault(sid, {"started": None, "windows": [], "summary": None})
-            if e["type"] == "stream.started":
-                s["started"] = t
-            elif e["type"] == "window.scored":
-                s["windows"].append((t, e["window"]["end_s"]))
-            elif e["type"] == "stream.ended":
-                s["summary"] = e["summary"]
-        return out
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 30)
-            except asyncio.TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-
-
-async def _sipp(tmp: Path, daemon: Daemon, service: str, n: int, seconds: float) -> int:
-    cmd = [
-        "sipp",
-        "-sf",
-        str(tmp / "bench.xml"),
-        "-s",
-        service,
-        "-d",
-        str(int(seconds * 1000) + 300),
-        "-l",
-        str(n),
-        "-m",
-        str(n),
-        "-r",
-        str(min(n, 25)),
-        "-mp",
-        str(_free_port()),
-        "-nostdin",
-        "-timeout",
-        f"{int(seconds + 60)}s",
-        "-timeout_error",
-        f"127.0.0.1:{daemon.sip}",
-    ]
-    proc = await asyncio.create_subprocess_exec(
-        *cmd, cwd=tmp, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
-    )
-    try:
-        return await asyncio.wait_for(proc.wait(), seconds + 90)
-    except asyncio.TimeoutError:
-        proc.kill()
-        await proc.wait()
-        return -9
-
-
-async def _wait_until(pred: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.1)
-    return True
-
-
-def _lags(streams: dict[str, dict[str, Any]]) -> list[float]:
-    """Window lag in seconds, leaving out the windows scored at BYE (the last 0.5 s of a call)."""
-    lags = []
-    for s in streams.values():
-        duration = (s["summary"] or {}).get("duration_s", float("inf"))
-        lags += [
-            t - s["started"] - end
-            for t, end in s["windows"]
-            if s["started"] and end < duration - 0.5
-        ]
-    return lags
-
-
-async def _calls_phase(tmp: Path, daemon: Daemon, n: int, seconds: float) -> dict[str, Any]:
+async def _calls_phase(tmp: Path, daemon: SipDaemon, n: int, seconds: float) -> dict[str, Any]:
     service = f"calls{n}"
     (c0, _), t0 = daemon.cpu(), time.monotonic()
     await asyncio.sleep(2.0)
     idle = (daemon.cpu()[0] - c0) / (time.monotonic() - t0)
-    run = asyncio.ensure_future(_sipp(tmp, daemon, service, n, seconds))
+    run = asyncio.ensure_future(run_sipp(tmp, daemon, service, n, seconds))
 
     def up() -> int:
         streams = daemon.of(service)
         return sum(1 for s in streams.values() if s["started"] and not s["summary"])
 
-    all_up = await _wait_until(lambda: up() >= n, 30)
+    all_up = await wait_until(lambda: up() >= n, 30)
     (c1, l1), t1 = daemon.cpu(), time.monotonic()
-    await _wait_until(lambda: up() < n or run.done(), seconds + 30)
+    await wait_until(lambda: up() < n or run.done(), seconds + 30)
     (c2, l2), t2 = daemon.cpu(), time.monotonic()
     code = await run
-    await _wait_until(lambda: sum(1 for s in daemon.of(service).values() if s["summary"]) >= n, 20)
+    await wait_until(lambda: sum(1 for s in daemon.of(service).values() if s["summary"]) >= n, 20)
     streams = daemon.of(service)
-    lags = _lags(streams)
+    lags = window_lags(streams)
     busy = (c2 - c1) / max(t2 - t1, 1e-6)
     return {
         "calls": n,
@@ -371,8 +131,8 @@ async def _calls_phase(tmp: Path, daemon: Daemon, n: int, seconds: float) -> dic
         "all_up": all_up,
         "streams": len(streams),
         "windows": sum(len(s["windows"]) for s in streams.values()),
-        "lag_p50_s": _pct(lags, 50),
-        "lag_p99_s": _pct(lags, 99),
+        "lag_p50_s": pct(lags, 50),
+        "lag_p99_s": pct(lags, 99),
         "lag_max_s": round(max(lags), 3) if lags else None,
         "frames_lost": sum((s["summary"] or {}).get("frames_lost", 0) for s in streams.values()),
         "steady_s": round(t2 - t1, 1),
@@ -384,12 +144,12 @@ async def _calls_phase(tmp: Path, daemon: Daemon, n: int, seconds: float) -> dic
 
 
 async def _junk_phase(
-    tmp: Path, daemon: Daemon, rate: float, seconds: float, rtp_port: int
+    tmp: Path, daemon: SipDaemon, rate: float, seconds: float, rtp_port: int
 ) -> dict[str, Any]:
     service = f"junk{int(rate)}"
     before = daemon.status()
-    run = asyncio.ensure_future(_sipp(tmp, daemon, service, 1, seconds))
-    await _wait_until(lambda: any(s["started"] for s in daemon.of(service).values()), 20)
+    run = asyncio.ensure_future(run_sipp(tmp, daemon, service, 1, seconds))
+    await wait_until(lambda: any(s["started"] for s in daemon.of(service).values()), 20)
     await asyncio.sleep(0.5)
     sent = multiprocessing.get_context("spawn").Value("d", 0.0)
     sender = multiprocessing.get_context("spawn").Process(
@@ -402,18 +162,18 @@ async def _junk_phase(
     if sender.is_alive():
         sender.kill()
     code = await run
-    await _wait_until(lambda: any(s["summary"] for s in daemon.of(service).values()), 20)
+    await wait_until(lambda: any(s["summary"] for s in daemon.of(service).values()), 20)
     after = daemon.status()
     streams = daemon.of(service)
-    lags = _lags(streams)
+    lags = window_lags(streams)
     summary = next(iter(streams.values()))["summary"] or {} if streams else {}
     return {
         "rate": rate,
         "sent_per_s": round(sent.value),
         "sipp_exit": code,
         "windows": len(lags),
-        "lag_p50_s": _pct(lags, 50),
-        "lag_p99_s": _pct(lags, 99),
+        "lag_p50_s": pct(lags, 50),
+        "lag_p99_s": pct(lags, 99),
         "lag_max_s": round(max(lags), 3) if lags else None,
         "frames_lost": summary.get("frames_lost"),
         "duration_s": summary.get("duration_s"),
@@ -432,18 +192,18 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         (tmp / "bench.xml").write_text(SCENARIO)
-        (tmp / "clip.g711").write_bytes(_clip(args.audio, args.seconds))
-        low = 20000 + 2 * (_free_port() % 5000)
+        (tmp / "clip.g711").write_bytes(g711_clip(args.audio, args.seconds))
+        low = 20000 + 2 * (free_port() % 5000)
         results: dict[str, Any] = {"calls": [], "junk": [], "cores": os.cpu_count()}
         if counts:
-            async with Daemon(
+            async with SipDaemon(
                 tmp, args, (low, low + 2 * max(counts) + 100), max(counts) + 10
             ) as daemon:
                 for n in counts:
                     results["calls"].append(await _calls_phase(tmp, daemon, n, args.seconds))
                     _print(results["calls"][-1], args.json)
         if rates:
-            async with Daemon(
+            async with SipDaemon(
                 tmp, args, (low, low), 4
             ) as daemon:  # one RTP port: the junk's target
                 for rate in rates:
