@@ -8,6 +8,7 @@ stream is looked up in a bounded index of recent alerts fed by the bus, else in 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -73,11 +74,14 @@ def setup_alerts(
     index = AlertIndex()
     bus.add_sink(index)
 
-    def stream_of(alert_id: int) -> dict[str, Any] | None:
+    async def stream_of(alert_id: int) -> dict[str, Any] | None:
         if alert_id in index.streams:
             return index.streams[alert_id]
-        if store is not None:
-            for event in store.read_since(alert_id - 1, types=["alert.raised"], limit=1):
+        if store is not None:  # a store read waits for the writer thread: never on the loop
+            events = await asyncio.to_thread(
+                store.read_since, alert_id - 1, ["alert.raised"], None, 1
+            )
+            for event in events:
                 if event["id"] == alert_id:
                     stream: dict[str, Any] = event["stream"]
                     return stream
@@ -97,7 +101,7 @@ def setup_alerts(
             raise _bad('send a JSON object: {"by": "<who>", "note": "<optional>"}')
         by = _text(body, "by", MAX_BY, required=True)
         note = _text(body, "note", MAX_NOTE, required=False)
-        stream = stream_of(alert_id)
+        stream = await stream_of(alert_id)
         if stream is None:
             raise _bad(f"no alert.raised event with id {alert_id}", web.HTTPNotFound)
         if alert_id in index.acked:
