@@ -31,7 +31,10 @@ from streamd.training.phone_data import (
     phone_channel,
 )
 
-FIELDS = ("call", "end", "emb", "logit", "spec", "temp", "wav")
+FIELDS = ("call", "end", "emb", "logit", "spec", "temp", "wav", "mid")
+MID_BLOCKS = (
+    4  # "mid": the encoder map after this many residual blocks (float16), for fine-tuning the rest
+)
 
 
 def call_list(kind: str, shared: Path, cache: Path) -> tuple[list[Call], dict[int, np.ndarray]]:
@@ -58,6 +61,16 @@ def top_up_order(cs: list[Call], order: np.ndarray, per_source: int, done: set[i
     pos = {c: i for i, c in enumerate(order.tolist())}
     todo = [c for c in order.tolist() if rank[c] < per_source and c not in done]
     return np.array(sorted(todo, key=lambda c: (rank[c], pos[c])), dtype=int)
+
+
+def encode_to(model: torch.nn.Module, x: torch.Tensor, blocks: int) -> torch.Tensor:
+    """The encoder map after the sinc front end and the first ``blocks`` residual blocks."""
+    import torch.nn.functional as F
+
+    h = F.max_pool2d(model.conv_time(x).abs().unsqueeze(1), kernel_size=(3, 3))
+    h = F.selu(model.first_bn(h)).contiguous(memory_format=torch.channels_last)
+    out: torch.Tensor = model.encoder[:blocks](h)
+    return out
 
 
 @torch.inference_mode()
@@ -89,12 +102,14 @@ def run(a: argparse.Namespace) -> None:
         sel = list(daemon_windows(audio))[:: a.stride][: a.cap]
         for end, w in sel:  # batch 1 is fastest per window on CPU
             x = tile_to_length(torch.from_numpy(w).unsqueeze(0), 64600)
-            spec, temp = model.graph_nodes(model.encode(x))
+            mid = encode_to(model, x, MID_BLOCKS)
+            spec, temp = model.graph_nodes(model.encoder[MID_BLOCKS:](mid))
             emb = model.graph_embed(spec, temp)
             wav = np.zeros(64000, dtype=np.float16)
             wav[: len(w)] = w[:64000]
             row = (ci, end, emb[0].numpy(), model.out_layer(emb)[0].numpy())
             row += (spec[0].numpy().astype(np.float16), temp[0].numpy().astype(np.float16), wav)
+            row += (mid[0].numpy().astype(np.float16),)
             for k, v in zip(FIELDS, row, strict=True):
                 buf[k].append(v)
         nwin += len(sel)
