@@ -23,6 +23,7 @@ import torch
 from windows import CHECKPOINTS, add_paths, calls, checkpoint, tts_calls
 
 from streamd.export.aasist import load_checkpoint, tile_to_length
+from streamd.training.channels import ChannelMix, call_channel
 from streamd.training.phone_data import (
     Call,
     augmented_channel,
@@ -98,7 +99,12 @@ def run(a: argparse.Namespace) -> None:
             continue
         audio = in_memory[ci] if ci in in_memory else load_call(cs[ci])
         if a.kind != "nonspeech":  # the non-speech signals are already through G.711
-            audio = augmented_channel(audio, rng) if a.channel == "aug" else phone_channel(audio)
+            if a.channel == "codecs":
+                audio = call_channel(audio, rng, ChannelMix()).audio
+            elif a.channel == "aug":
+                audio = augmented_channel(audio, rng)
+            else:
+                audio = phone_channel(audio)
         sel = list(daemon_windows(audio))[:: a.stride][: a.cap]
         for end, w in sel:  # batch 1 is fastest per window on CPU
             x = tile_to_length(torch.from_numpy(w).unsqueeze(0), 64600)
@@ -129,7 +135,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("model", choices=sorted(CHECKPOINTS), help="published checkpoint")
-    ap.add_argument("channel", choices=["ulaw", "aug"], help="G.711 mu-law, or a random phone line")
+    ap.add_argument(
+        "channel",
+        choices=["ulaw", "aug", "codecs"],
+        help="G.711 mu-law, a random phone line, or a random call path (codecs, room, RawBoost)",
+    )
     ap.add_argument("--kind", choices=["shared", "tts", "nonspeech"], default="shared")
     ap.add_argument("--stride", type=int, default=1, help="keep every STRIDE-th window")
     ap.add_argument("--cap", type=int, default=6, help="windows per call (default: %(default)s)")
