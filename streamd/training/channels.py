@@ -129,7 +129,8 @@ class ChannelMix:
     ``codecs`` are relative weights of the transport codec (names in ``CODECS``; weight 0 turns
     one off); ``to_g711`` is the chance of the final G.711 mu-law leg (a call that crossed Opus
     reaches a SIP trunk as G.711). ``rawboost_algos`` are the RawBoost combinations drawn from
-    when RawBoost applies (5 = LnL then ISD, the paper's best on telephone-coded data).
+    when RawBoost applies (5 = LnL then ISD: convolutive with impulsive noise, the pairing the
+    paper reports best on ASVspoof 2021 LA).
     """
 
     p_rawboost: float = 0.3

@@ -13,12 +13,13 @@ telephone voice without any external noise or impulse-response data:
 3. ``rawboost_ssi``, stationary signal-independent noise: white noise through a random multi-band
    filter, added at a random SNR.
 
-The parameter ranges are the defaults of the authors' reference code (the configuration the
-paper reports), at 16 kHz: N_f = 5, 5 bands, centre 20-8000 Hz, width 100-1000 Hz, 10-100 FIR
-taps (made odd), linear gain 0 dB, non-linear terms 5-20 dB lower; P = 10 %, g_sd = 2; SNR 10-40
-dB. ``rawboost(x, rng, algo)`` runs the paper's combinations by their number: 1, 2, 3 alone,
-4 = 1+2+3 in series, 5 = 1+2 in series (the paper's best on ASVspoof 2021 LA), 6 = 1+3,
-7 = 2+3, 8 = 1 and 2 in parallel (outputs summed).
+The parameter ranges are the defaults of the authors' reference code (TakHemlata/
+RawBoost-antispoofing, ``main.py``), at 16 kHz: N_f = 5, 5 bands, centre 20-8000 Hz, width
+100-1000 Hz, 10-100 FIR taps (made odd), linear gain 0 dB, non-linear terms 5-20 dB lower;
+P = 10 %, g_sd = 2; SNR 10-40 dB. ``rawboost(x, rng, algo)`` runs that code's combinations by
+their number: 1, 2, 3 alone, 4 = 1+2+3 in series, 5 = 1+2 in series, 6 = 1+3, 7 = 2+3, 8 = 1 and
+2 in parallel (outputs summed). The paper reports its best ASVspoof 2021 LA results from
+combining convolutive (1) and impulsive (2) noise.
 
 Differences from the reference code, none of which changes the distributions: randomness comes
 from the Generator passed in (never the global one); the FIR cascade is applied with its exact
