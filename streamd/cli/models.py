@@ -60,7 +60,7 @@ def register(sub: Any) -> None:
         required=True,
         metavar="PATH",
         help=(
-            "checkpoint: a Hugging Face folder, a .pth/.pt state dict (aasist, "
+            "checkpoint: a Hugging Face folder, a .pth/.pt state dict (aasist, rawgat-st, "
             "wav2vec2-meanpool), or for w2v2-embed-logreg a folder with the wav2vec2 "
             "backbone (itself or backbone/) and classifier.pkl [+ scaler.pkl]"
         ),
@@ -72,7 +72,7 @@ def register(sub: Any) -> None:
         "--family",
         help=(
             "model family: wav2vec2-seqcls, wav2vec2-meanpool, ast, convnext-mel, "
-            "w2v2-embed-logreg, aasist (default: guessed from the checkpoint)"
+            "w2v2-embed-logreg, aasist, rawgat-st (default: guessed from the checkpoint)"
         ),
     )
     ep.add_argument(
@@ -80,8 +80,9 @@ def register(sub: Any) -> None:
         dest="family_config",
         metavar="PATH",
         help=(
-            "family config file: AASIST .conf; wav2vec2-meanpool: the backbone's "
-            "transformers config.json; convnext-mel: JSON of mel-picture recipe overrides"
+            "family config file: AASIST .conf; RawGAT-ST model_config .yaml; "
+            "wav2vec2-meanpool: the backbone's transformers config.json; convnext-mel: JSON of "
+            "mel-picture recipe overrides"
         ),
     )
     ep.add_argument(
@@ -155,7 +156,7 @@ def register(sub: Any) -> None:
             "sha256, and export it. Offline, says how to install from a local file."
         ),
     )
-    pp.add_argument("name", help="known model: aasist, aasist-l")
+    pp.add_argument("name", help="known model: aasist, aasist-l, aasist-asvspoof5, rawgat-st")
     pp.add_argument("--models-dir", default="models", metavar="DIR")
     pp.add_argument(
         "--cache-dir", metavar="DIR", help="download cache (default: $XDG_CACHE_HOME/streamd)"

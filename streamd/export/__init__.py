@@ -16,6 +16,7 @@ from streamd.errors import UsageError
 FAMILIES: dict[str, str] = {
     "wav2vec2-seqcls": "streamd.export.wav2vec2",
     "aasist": "streamd.export.aasist_export",
+    "rawgat-st": "streamd.export.rawgat_export",
     "wav2vec2-meanpool": "streamd.export.meanpool",
     "ast": "streamd.export.ast",
     "convnext-mel": "streamd.export.convnext_mel",
@@ -49,7 +50,8 @@ def guess_family(source: Path) -> str:
 
 
 def _family_of_state_dict(source: Path) -> str:
-    """Tell AASIST from a wav2vec2 + mean-pool head by the state dict's key names (no code runs)."""
+    """Tell AASIST, RawGAT-ST and a wav2vec2 + mean-pool head apart by the state dict's key names
+    (no code runs)."""
     try:
         import torch
 
@@ -61,6 +63,8 @@ def _family_of_state_dict(source: Path) -> str:
     while isinstance(obj, dict) and len(obj) == 1 and isinstance(next(iter(obj.values())), dict):
         obj = next(iter(obj.values()))  # {"state_dict": {...}} and similar wrappers
     keys = " ".join(obj) if isinstance(obj, dict) else ""
+    if "proj_node." in keys and "encoder2." in keys:
+        return "rawgat-st"
     if "pos_S" in keys or "master1" in keys:
         return "aasist"
     if "feature_extractor.conv_layers" in keys or "encoder.layers." in keys:

@@ -213,17 +213,19 @@ class GraphPool(nn.Module):
     """Top-k graph pooling: gate each node by a sigmoid score and keep the ``int(N * ratio)`` best.
 
     ``int(N * ratio)`` truncates as the original does (29 * 0.7 = 20.299... -> 20 nodes); ``N``
-    is a static shape, so the exported graph has a constant ``k``. Top-k runs per item.
+    is a static shape, so the exported graph has a constant ``k``. Top-k runs per item. At least
+    ``min_keep`` nodes stay: AASIST keeps 1, RawGAT-ST 2.
     """
 
-    def __init__(self, ratio: float, in_dim: int, p: float = 0.3) -> None:
+    def __init__(self, ratio: float, in_dim: int, p: float = 0.3, min_keep: int = 1) -> None:
         super().__init__()
         self.proj = nn.Linear(in_dim, 1)
         self.drop = nn.Dropout(p=p)
         self.ratio = float(ratio)
+        self.min_keep = int(min_keep)
 
     def forward(self, h: Tensor) -> Tensor:
         scores = torch.sigmoid(self.proj(self.drop(h)))
-        keep = max(int(int(h.shape[1]) * self.ratio), 1)
+        keep = max(int(int(h.shape[1]) * self.ratio), self.min_keep)
         _, idx = torch.topk(scores, keep, dim=1)
         return torch.gather(h * scores, 1, idx.expand(-1, -1, h.shape[2]))

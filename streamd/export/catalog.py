@@ -65,6 +65,14 @@ KNOWN = {
             "MIT",
             "EER 15.2% on ASVspoof 5 validation",
         ),
+        Known(
+            "rawgat-st",
+            "rawgat-st",
+            "eurecom-asp/RawGAT-ST-antispoofing/raw/main/Pre_trained_models/RawGAT_ST_mul/Best_epoch.pth",
+            "8a91ce8201d42119cbfb9ebca8850e5914f1a85959b3ca962819783738c2a9e2",
+            "MIT",
+            "EER 1.06% on ASVspoof 2019 LA eval",
+        ),
     )
 }
 
