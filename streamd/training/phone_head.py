@@ -78,12 +78,27 @@ def threshold_for_call_rate(real_stats: Sequence[float], target: float = 0.01) -
 
 @dataclass
 class Windows:
-    """Cached windows: features, and per window the call index (into ``calls``)."""
+    """Cached windows: features, and per window the call index (into ``calls``).
+
+    ``extra``: more *training* windows of the same calls (the calls through other call channels).
+    A head trained on some calls also sees their extra windows; scores, thresholds and figures
+    are only ever computed on the main windows, so augmentation never reaches a held-out call.
+    """
 
     x: np.ndarray  # [N, D]
     call: np.ndarray  # [N]
     y: np.ndarray  # [N] 1 = fake
     group: np.ndarray  # [N] source (or generator) of the window's call
+    extra: Windows | None = None
+
+    def train_set(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Features and labels to fit on for the windows in ``mask``, plus those calls' extra
+        windows."""
+        x, y = self.x[mask], self.y[mask]
+        if self.extra is None:
+            return x, y
+        more = np.isin(self.extra.call, self.call[mask])
+        return np.concatenate([x, self.extra.x[more]]), np.concatenate([y, self.extra.y[more]])
 
     def calls_in(self, mask: np.ndarray) -> dict[int, np.ndarray]:
         out: dict[int, list[int]] = {}
@@ -103,8 +118,27 @@ def out_of_fold(w: Windows, fit: Fit, mask: np.ndarray, k: int = 5, seed: int = 
         te = mask & (fold_of == f)
         tr = mask & ~te
         if te.any() and len(set(w.y[tr].tolist())) == 2:
-            p[te] = sigmoid(fit(w.x[tr], w.y[tr]).score(w.x[te]))
+            p[te] = sigmoid(fit(*w.train_set(tr)).score(w.x[te]))
     return p
+
+
+def call_clip_eer(w: Windows, p: np.ndarray, mask: np.ndarray) -> float:
+    """EER over the calls in ``mask`` of their mean window score (NaN with one class)."""
+    ix = w.calls_in(mask & ~np.isnan(p))
+    s = np.array([p[i].mean() for i in ix.values()])
+    y = np.array([w.y[i[0]] for i in ix.values()])
+    return clip_metrics(s, y)[0]
+
+
+def choose_c(
+    w: Windows, mask: np.ndarray, grid: Sequence[float], fit_for: Callable[[float], Fit], k: int = 5
+) -> float:
+    """The C of ``grid`` whose inner out-of-fold call EER over the groups in ``mask`` is lowest
+    (ties: the smaller C). Only ``mask`` is read, so a fold's choice never sees its test group."""
+    if len(grid) == 1:
+        return float(grid[0])
+    scored = [(call_clip_eer(w, out_of_fold(w, fit_for(c), mask, k), mask), c) for c in grid]
+    return float(min((e if e == e else 1.0, c) for e, c in scored)[1])
 
 
 def threshold_from_scores(
@@ -129,9 +163,11 @@ def leave_one_group_out(
     target: float = 0.01,
     inner_k: int = 5,
     test_mask: Callable[[str], np.ndarray] | None = None,
+    choose: Callable[[np.ndarray], Fit] | None = None,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Held-out window p_fake for every window, and the threshold each fold chose on its own
-    training groups (inner out-of-fold scores). ``test_mask(g)`` overrides what a fold tests."""
+    training groups (inner out-of-fold scores). ``test_mask(g)`` overrides what a fold tests;
+    ``choose(train_mask)`` picks the fold's fit from its training groups alone (nested)."""
     p = np.full(len(w.y), np.nan)
     thresholds: dict[str, float] = {}
     for g in sorted(set(w.group.tolist())):
@@ -139,8 +175,9 @@ def leave_one_group_out(
         tr = w.group != g
         if test_mask:
             tr &= ~te
-        p[te] = sigmoid(fit(w.x[tr], w.y[tr]).score(w.x[te]))
-        thresholds[g] = threshold_from_scores(w, out_of_fold(w, fit, tr, inner_k), tr, target)
+        f = choose(tr) if choose else fit
+        p[te] = sigmoid(f(*w.train_set(tr)).score(w.x[te]))
+        thresholds[g] = threshold_from_scores(w, out_of_fold(w, f, tr, inner_k), tr, target)
     return p, thresholds
 
 

@@ -126,7 +126,7 @@ def logo_figures(
         if len(set(w.call[te].tolist())) < min_calls:
             continue
         p = np.full(len(w.y), np.nan)
-        p[te] = sigmoid(fit(w.x[~te], w.y[~te]).score(w.x[te]))
+        p[te] = sigmoid(fit(*w.train_set(~te)).score(w.x[te]))
         fake_rows = [r for r in per_call(w, p, float(threshold), calls)]
         out[g] = summarize(fake_rows + real_rows)
     dets = [v["call_detection"] for v in out.values() if v["call_detection"] is not None]

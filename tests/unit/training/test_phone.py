@@ -16,6 +16,7 @@ from streamd.training.phone_data import Call, shared_calls
 from streamd.training.phone_embed import select_calls
 from streamd.training.phone_head import (
     Windows,
+    choose_c,
     ema_alert_stat,
     first_alert,
     fit_logistic,
@@ -84,6 +85,59 @@ def test_loso_generalises_on_a_shared_cue_and_reports_per_call() -> None:
     assert set(f["call_false_alarm_per_real_source_at_shipped"]) == {f"src{s}" for s in range(6)}
     logo = logo_figures(w, calls, lambda x, y: fit_logistic(x, y, 1.0), p, 0.5)
     assert logo["generators"] == 3 and logo["mean_clip_eer"] < 0.2
+
+
+def with_extra(w: Windows, copies: int = 2, seed: int = 1) -> Windows:
+    """The same calls again, as if through other channels (noisier copies of each window)."""
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([w.x + rng.normal(0, 0.3, w.x.shape) for _ in range(copies)])
+    rep = np.tile(np.arange(len(w.y)), copies)
+    return Windows(x, w.call[rep], w.y[rep], w.group[rep])
+
+
+def test_extra_windows_train_only_the_folds_that_hold_their_calls() -> None:
+    w, _ = synthetic()
+    w.extra = with_extra(w)
+    sizes: list[int] = []
+
+    def fit(x: np.ndarray, y: np.ndarray) -> object:
+        sizes.append(len(y))
+        return fit_logistic(x, y, 1.0)
+
+    p, _ = leave_one_group_out(w, fit, inner_k=3)  # type: ignore[arg-type]
+    assert not np.isnan(p).any() and len(p) == len(w.y)  # scores only for the main windows
+    per_source = len(w.y) // 6
+    # each outer fold: 5 training sources, each window 1 + 2 extra copies; none of the held-out
+    # source's extra windows (its calls) reach the fit
+    outer = [n for n in sizes if n == 5 * per_source * 3]
+    assert len(outer) == 6
+    x, y = w.train_set(w.group == "src0")
+    assert len(y) == len(x) == 3 * per_source
+
+
+def test_choose_c_reads_only_its_mask_and_nested_loso_passes_training_masks() -> None:
+    w, _ = synthetic()
+    held = w.group == "src0"
+    w.x[held] = np.nan  # a choice that read the held-out source would fail to fit
+    c = choose_c(w, ~held, [0.01, 1.0], lambda c: lambda x, y: fit_logistic(x, y, c), k=3)
+    assert c in (0.01, 1.0)
+    assert choose_c(w, ~held, [0.5], lambda c: lambda x, y: fit_logistic(x, y, c)) == 0.5
+    w, _ = synthetic()
+    masks: list[np.ndarray] = []
+
+    def choose(tr: np.ndarray) -> object:
+        masks.append(tr.copy())
+        return lambda x, y: fit_logistic(x, y, 1.0)
+
+    p, _ = leave_one_group_out(
+        w,
+        lambda x, y: fit_logistic(x, y, 1.0),
+        inner_k=3,
+        choose=choose,  # type: ignore[arg-type]
+    )
+    assert len(masks) == 6 and not np.isnan(p).any()
+    for m, g in zip(masks, sorted(set(w.group.tolist())), strict=True):
+        assert not m[w.group == g].any() and m[w.group != g].all()
 
 
 def test_select_calls_caps_each_source_in_a_seeded_order() -> None:
