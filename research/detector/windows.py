@@ -22,6 +22,7 @@ CHECKPOINTS = {
     "asv5": "models/aasist-asvspoof5/AASIST-asvspoof5.pth",
     "aasist": "models/aasist/AASIST.pth",
     "aasist-l": "models/aasist/AASIST-L.pth",
+    "rawgat": "models/rawgat-st/RawGAT_ST_mul.pth",
 }
 
 
