@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from streamd.training.phone_data import (
     load_call,
     phone_channel,
 )
+
+if TYPE_CHECKING:
+    from streamd.training.channels import ChannelMix
 
 log = logging.getLogger("streamd.train")
 WINDOW = 64600
@@ -64,12 +68,14 @@ def embed_calls(
     seed: int = 0,
     say: Callable[[str], None] = print,
     audio_of: Callable[[Call], np.ndarray] = load_call,
+    mix: ChannelMix | None = None,
 ) -> dict[str, np.ndarray]:
     """``{"call", "end", "emb", "logit"}`` over the first ``per_call`` windows of each chosen
     call; ``call`` indexes ``calls``. One cache file per call, so any interruption resumes.
 
     ``channel``: ``ulaw`` (8 kHz G.711 mu-law), ``aug`` (random phone line, seeded per call),
-    or ``none`` (already a phone signal).
+    ``codecs`` (a random call path under ``mix``, seeded per call: ``training.channels``), or
+    ``none`` (already a phone signal).
     """
     import torch
 
@@ -85,11 +91,16 @@ def embed_calls(
         audio = audio_of(call)
         if channel == "ulaw":
             audio = phone_channel(audio)
-        elif channel == "aug":
+        elif channel in ("aug", "codecs"):
             rng = np.random.default_rng(
                 [seed, int(hashlib.sha1(call.id.encode()).hexdigest()[:8], 16)]
             )
-            audio = augmented_channel(audio, rng)
+            if channel == "aug":
+                audio = augmented_channel(audio, rng)
+            else:
+                from streamd.training.channels import call_channel
+
+                audio = call_channel(audio, rng, mix).audio
         ends, embs, logits = [], [], []
         for k, (end, w) in enumerate(daemon_windows(audio)):
             if k >= per_call:

@@ -25,6 +25,7 @@ from streamd.errors import UsageError
 from streamd.training.phone_data import Call, shared_calls
 from streamd.training.phone_head import (
     Windows,
+    choose_c,
     ema_alert_stat,
     fit_logistic,
     leave_one_group_out,
@@ -54,7 +55,9 @@ class Recipe:
     first_calls: int = 250
     tts_per_call: int = 2
     tts: bool = True
-    c: float = 0.1
+    c_grid: tuple[float, ...] = (0.1,)
+    channel_copies: int = 0
+    channel_mix: dict[str, Any] | None = None
     target_call_rate: float = 0.01
     raw: dict[str, Any] | None = None
 
@@ -82,7 +85,9 @@ class Recipe:
             calls_per_source=d.get("calls_per_source", 12),
             first_calls=int(d.get("first_calls", 250)),
             tts=bool(d.get("tts", {}).get("enabled", True)),
-            c=float(head.get("C", 0.1)),
+            c_grid=tuple(float(v) for v in np.atleast_1d(head.get("C", 0.1))),
+            channel_copies=int(d.get("channels", {}).get("copies", 0)),
+            channel_mix=d.get("channels", {}).get("mix"),
             target_call_rate=float(d.get("alerts", {}).get("target_call_rate", 0.01)),
             raw=d,
         )
@@ -150,8 +155,10 @@ def run_recipe(path: Path, root: Path | None = None, say: Callable[[str], None] 
     chosen = select_calls(calls, recipe.calls_per_source, recipe.seed, recipe.first_calls)
     key = cache_key(recipe.checkpoint_sha256, "ulaw", recipe.per_call)
     say(
-        f"  {len(chosen)} calls: the first {recipe.first_calls} of a seeded order, plus each "
-        f"source's first {recipe.calls_per_source}"
+        f"  every one of the {len(chosen)} calls"
+        if recipe.calls_per_source is None
+        else f"  {len(chosen)} calls: the first {recipe.first_calls} of a seeded order, plus "
+        f"each source's first {recipe.calls_per_source}"
     )
     shared = embed_calls(
         calls, chosen, encoder, recipe.cache / key, "ulaw", recipe.per_call, recipe.seed, say
@@ -179,12 +186,29 @@ def run_recipe(path: Path, root: Path | None = None, say: Callable[[str], None] 
         group=np.array([all_calls[c].source for c in windows["call"]]),
     )
     say(f"  {len(w.y)} windows ({int(w.y.sum())} fake)")
+    w.extra = _channel_windows(recipe, calls, chosen, encoder, say)
     say("[3/5] leave-one-source-out: held-out scores and per-call figures")
 
-    def fit(x: np.ndarray, y: np.ndarray) -> Any:
-        return fit_logistic(x, y, recipe.c, recipe.seed)
+    def fit_for(c: float) -> Any:
+        return lambda x, y: fit_logistic(x, y, c, recipe.seed)
 
-    p, fold_thresholds = leave_one_group_out(w, fit, recipe.target_call_rate)
+    chosen_c: dict[int, float] = {}
+
+    def choose(train: np.ndarray) -> Any:
+        # nested: each fold picks C by inner source folds of its own training sources
+        c = choose_c(w, train, recipe.c_grid, fit_for)
+        chosen_c[len(chosen_c)] = c
+        return fit_for(c)
+
+    p, fold_thresholds = leave_one_group_out(
+        w, fit_for(recipe.c_grid[0]), recipe.target_call_rate, choose=choose
+    )
+    c_final = choose_c(w, np.ones(len(w.y), bool), recipe.c_grid, fit_for)
+    fit = fit_for(c_final)
+    if len(recipe.c_grid) > 1:
+        say(
+            f"  C per fold (inner source folds): {sorted(chosen_c.values())}; on all: {c_final}"
+        )
     real_stats = [
         ema_alert_stat(p[ix])
         for ix in w.calls_in(np.ones(len(w.y), bool)).values()
@@ -192,6 +216,8 @@ def run_recipe(path: Path, root: Path | None = None, say: Callable[[str], None] 
     ]
     threshold = threshold_for_call_rate(real_stats, recipe.target_call_rate)
     figures = loso_figures(w, p, fold_thresholds, all_calls, shipped=threshold)
+    figures["head_C"] = {"grid": list(recipe.c_grid), "per_fold": list(chosen_c.values())}
+    figures["head_C"]["shipped"] = c_final
     say(
         f"  LOSO clip EER {figures['loso']['clip_eer']:.3f} AUC {figures['loso']['auc']:.3f}; "
         f"per-call false alarms {figures['loso']['call_false_alarm']:.3f}, detection "
@@ -207,11 +233,48 @@ def run_recipe(path: Path, root: Path | None = None, say: Callable[[str], None] 
         f"[4/5] head on all windows; threshold {threshold:.4f} for <= "
         f"{recipe.target_call_rate:.1%} of held-out real calls alerting"
     )
-    head = fit(w.x, w.y)
+    head = fit(*w.train_set(np.ones(len(w.y), bool)))
     say("[5/5] export (ONNX checked against PyTorch) and model card")
     model_path = _export(recipe, encoder, head, threshold, figures, all_calls, t0)
     say(f"built {model_path} in {time.perf_counter() - t0:.0f} s")
     return model_path
+
+
+def _channel_windows(
+    recipe: Recipe, calls: list[Call], chosen: list[int], encoder: Any, say: Callable[[str], None]
+) -> Windows | None:
+    """``channels.copies`` more training windows of every chosen call, each copy through its own
+    random call path (``training.channels.call_channel``, seeded per call and copy)."""
+    if recipe.channel_copies <= 0:
+        return None
+    from streamd.training.channels import ChannelMix
+    from streamd.training.phone_embed import cache_key, embed_calls
+
+    mix = ChannelMix.from_mapping(recipe.channel_mix or {})
+    parts = []
+    for k in range(recipe.channel_copies):
+        say(f"  call channels, copy {k + 1}/{recipe.channel_copies}: {mix}")
+        key = cache_key(recipe.checkpoint_sha256, f"codecs:{k}:{mix!r}", recipe.per_call)
+        parts.append(
+            embed_calls(
+                calls,
+                chosen,
+                encoder,
+                recipe.cache / key,
+                "codecs",
+                recipe.per_call,
+                recipe.seed * 1000 + k,
+                say,
+                mix=mix,
+            )
+        )
+    d = {f: np.concatenate([q[f] for q in parts]) for f in parts[0]}
+    return Windows(
+        d["emb"].astype(np.float64),
+        d["call"],
+        np.array([calls[c].is_fake for c in d["call"]]),
+        np.array([calls[c].source for c in d["call"]]),
+    )
 
 
 def _sources(calls: list[Call]) -> list[dict[str, Any]]:
