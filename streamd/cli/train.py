@@ -37,6 +37,16 @@ transformer layers is not implemented yet; graph and all refuse with a message.
 The manifest's threshold is chosen for --far false alarms on the held-out real clips (the strictest
 of clean and G.711); metrics.train holds base-vs-adapted figures on the held-out groups, and
 --logo adds leave-one-generator-out figures (metrics.logo; shown by `streamd eval --logo`).
+
+--recipe YAML rebuilds a model from a committed recipe instead (the other options are not used):
+  streamd train --recipe configs/recipes/phone-aasist5-lr.yaml    # the built-in default
+A recipe names the data folder (manifest.csv in ../shared/data's format), the frozen encoder
+checkpoint and its sha256 (a different file is refused), the windows per call, the head's C (a
+list is chosen per held-out source), optional call-channel copies, the target share of real
+calls alerting, and where to write (`out`: model.onnx + manifest.yaml) and cache. Relative paths
+are taken from the working directory. Encoder readouts are cached per call under `cache`, so an
+interrupted or repeated run resumes. The manifest is the model card: the recipe, every training
+source with its license, leave-one-source-out and leave-one-generator-out figures per call.
 """
 
 
@@ -50,8 +60,9 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--recipe",
         metavar="YAML",
-        help="rebuild a model from a committed recipe (configs/recipes/phone-aasist5-lr.yaml makes "
-        "the built-in default); the options below are then not used",
+        help="rebuild a model from a committed recipe file (configs/recipes/phone-aasist5-lr.yaml "
+        "makes the built-in default; described above); the options below are then not "
+        "used",
     )
     p.add_argument(
         "--base",

@@ -86,6 +86,8 @@ def embed_calls(
     todo = [ci for ci in chosen if not call_file(cache_dir, calls[ci]).exists()]
     if todo:
         say(f"  {len(todo)} of {len(chosen)} calls to embed (the rest are cached in {cache_dir})")
+    else:
+        say(f"  all {len(chosen)} calls are cached in {cache_dir}: nothing to embed")
     for n, ci in enumerate(todo):
         call = calls[ci]
         audio = audio_of(call)

@@ -37,6 +37,8 @@ TTS_LICENSE = (
     "synthesized by the recipe with Debian's espeak-ng (GPL-3.0), flite (BSD-style) and "
     "festival + festvox-kallpc16k (X11-style); no third-party recordings"
 )
+REQUIRED = ("name", "data", "encoder", "out")
+ENCODER_REQUIRED = ("checkpoint", "sha256", "source", "license")
 
 
 @dataclass
@@ -59,17 +61,38 @@ class Recipe:
     channel_copies: int = 0
     channel_mix: dict[str, Any] | None = None
     target_call_rate: float = 0.01
+    checkpoint_conf: Path | None = None  # AASIST .conf when shapes match no published config
     raw: dict[str, Any] | None = None
 
     @classmethod
     def load(cls, path: Path, root: Path) -> Recipe:
-        d = yaml.safe_load(path.read_text(encoding="utf-8"))
+        try:
+            d = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise UsageError(f"recipe {path}: {exc}") from None
+        missing = [k for k in REQUIRED if not isinstance(d, dict) or k not in d]
+        missing += [
+            f"encoder.{k}"
+            for k in ENCODER_REQUIRED
+            if isinstance(d, dict) and isinstance(d.get("encoder"), dict) and k not in d["encoder"]
+        ]
+        if missing:
+            raise UsageError(f"recipe {path} lacks {', '.join(missing)}")
+        mix = d.get("channels", {}).get("mix")
+        if mix is not None:  # checked now, not after the hours of embedding before it is used
+            from streamd.training.channels import ChannelMix
+
+            try:
+                ChannelMix.from_mapping(mix)
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise UsageError(f"recipe {path}: channels.mix: {exc}") from None
 
         def p(v: str) -> Path:
             q = Path(v).expanduser()
             return q if q.is_absolute() else (root / q).resolve()
 
         enc, head = d["encoder"], d.get("head", {})
+        cps = d.get("calls_per_source", 12)
         return cls(
             name=d["name"],
             data=p(d["data"]),
@@ -82,13 +105,14 @@ class Recipe:
             seed=int(d.get("seed", 0)),
             per_call=int(d.get("windows_per_call", 6)),
             tts_per_call=int(d.get("tts", {}).get("windows_per_call", 2)),
-            calls_per_source=d.get("calls_per_source", 12),
+            calls_per_source=None if cps is None else int(cps),
             first_calls=int(d.get("first_calls", 250)),
             tts=bool(d.get("tts", {}).get("enabled", True)),
             c_grid=tuple(float(v) for v in np.atleast_1d(head.get("C", 0.1))),
             channel_copies=int(d.get("channels", {}).get("copies", 0)),
             channel_mix=d.get("channels", {}).get("mix"),
             target_call_rate=float(d.get("alerts", {}).get("target_call_rate", 0.01)),
+            checkpoint_conf=p(enc["conf"]) if enc.get("conf") else None,
             raw=d,
         )
 
@@ -142,13 +166,17 @@ def run_recipe(path: Path, root: Path | None = None, say: Callable[[str], None] 
         )
     if not recipe.checkpoint.exists():
         raise UsageError(f"{recipe.checkpoint}: encoder checkpoint not found")
-    if sha256_file(recipe.checkpoint) != recipe.checkpoint_sha256:
-        raise UsageError(f"{recipe.checkpoint}: sha256 differs from the recipe")
-    encoder = load_checkpoint(recipe.checkpoint).eval()
+    digest = sha256_file(recipe.checkpoint)
+    if digest != recipe.checkpoint_sha256:
+        raise UsageError(
+            f"{recipe.checkpoint}: sha256 is {digest}, the recipe expects "
+            f"{recipe.checkpoint_sha256} (a different checkpoint would build a different model)"
+        )
+    encoder = load_checkpoint(recipe.checkpoint, recipe.checkpoint_conf).eval()
     say(f"[1/5] calls from {recipe.data}")
     calls = shared_calls(recipe.data)
     tts, tts_audio = _tts_calls(recipe, say)
-    say(f"  {len(calls)} calls from ../shared/data, {len(tts)} synthesized TTS calls")
+    say(f"  {len(calls)} calls from {recipe.data.name}, {len(tts)} synthesized TTS calls")
     say("[2/5] embedding the daemon's windows after 8 kHz G.711 (cached, resumable)")
     from streamd.training.phone_embed import cache_key, embed_calls, select_calls
 
@@ -206,9 +234,7 @@ def run_recipe(path: Path, root: Path | None = None, say: Callable[[str], None] 
     c_final = choose_c(w, np.ones(len(w.y), bool), recipe.c_grid, fit_for)
     fit = fit_for(c_final)
     if len(recipe.c_grid) > 1:
-        say(
-            f"  C per fold (inner source folds): {sorted(chosen_c.values())}; on all: {c_final}"
-        )
+        say(f"  C per fold (inner source folds): {sorted(chosen_c.values())}; on all: {c_final}")
     real_stats = [
         ema_alert_stat(p[ix])
         for ix in w.calls_in(np.ones(len(w.y), bool)).values()
@@ -269,6 +295,7 @@ def _channel_windows(
             )
         )
     d = {f: np.concatenate([q[f] for q in parts]) for f in parts[0]}
+    say(f"  {len(d['call'])} more training windows through call channels")
     return Windows(
         d["emb"].astype(np.float64),
         d["call"],
@@ -316,6 +343,7 @@ def _export(
             "sha256": recipe.checkpoint_sha256,
             "source": recipe.checkpoint_source,
             "license": recipe.checkpoint_license,
+            "config": recipe.checkpoint_conf.name if recipe.checkpoint_conf else "from shapes",
             "frozen": True,
         },
         "training_sources": _sources(calls),

@@ -69,18 +69,19 @@ TINY_AASIST: dict[str, Any] = {
 }
 
 
-def tiny_aasist(seed: int = 0) -> Any:
+def tiny_aasist(seed: int = 0, config: dict[str, Any] | None = None) -> Any:
     """A tiny AASIST in eval mode, with batch-norm statistics that keep signals at unit scale.
 
     Default statistics would leave the sinc output (~1e-3) far below the biases, and every input
-    would get the same logits to 1e-4, which would make ONNX parity tests blind.
+    would get the same logits to 1e-4, which would make ONNX parity tests blind. ``config``: another
+    model_config (default ``TINY_AASIST``).
     """
     import torch
 
     from streamd.export.aasist import AASIST
 
     torch.manual_seed(seed)
-    model = AASIST(TINY_AASIST)
+    model = AASIST(config or TINY_AASIST)
     with torch.no_grad():
         for mod in model.modules():
             if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
