@@ -83,14 +83,16 @@ def loso_figures(
     fold_thresholds: dict[str, float],
     calls: Sequence[Call],
     shipped: float,
+    data: str = "../shared/data + debian-tts",
 ) -> dict[str, Any]:
     """Pooled and per-source figures at each fold's own threshold, plus false alarms per real
-    source and detection at the shipped threshold (scores still held-out)."""
+    source and detection at the shipped threshold (scores still held-out). ``data`` names what
+    the sources are, for the protocol line of the model card."""
     rows = per_call(w, p, fold_thresholds, calls)
     at_shipped = per_call(w, p, float(shipped), calls)
     ship_src = by(at_shipped, "source")
     return {
-        "protocol": "leave-one-source-out over ../shared/data + debian-tts, 8 kHz G.711 mu-law, "
+        "protocol": f"leave-one-source-out over {data}, 8 kHz G.711 mu-law, "
         "daemon windows (VAD, 4 s, hop 1 s), smoother ema 0.5 raise_after 2; "
         "fold thresholds from inner source folds of the training sources",
         "loso": summarize(rows),

@@ -93,6 +93,9 @@ class Recipe:
 
         enc, head = d["encoder"], d.get("head", {})
         cps = d.get("calls_per_source", 12)
+        c_grid = tuple(float(v) for v in np.atleast_1d(head.get("C", 0.1)))
+        if not c_grid or min(c_grid) <= 0:
+            raise UsageError(f"recipe {path}: head.C must be a positive number or a list of them")
         return cls(
             name=d["name"],
             data=p(d["data"]),
@@ -108,7 +111,7 @@ class Recipe:
             calls_per_source=None if cps is None else int(cps),
             first_calls=int(d.get("first_calls", 250)),
             tts=bool(d.get("tts", {}).get("enabled", True)),
-            c_grid=tuple(float(v) for v in np.atleast_1d(head.get("C", 0.1))),
+            c_grid=c_grid,
             channel_copies=int(d.get("channels", {}).get("copies", 0)),
             channel_mix=d.get("channels", {}).get("mix"),
             target_call_rate=float(d.get("alerts", {}).get("target_call_rate", 0.01)),
@@ -241,7 +244,8 @@ def run_recipe(path: Path, root: Path | None = None, say: Callable[[str], None] 
         if w.y[ix[0]] == 0
     ]
     threshold = threshold_for_call_rate(real_stats, recipe.target_call_rate)
-    figures = loso_figures(w, p, fold_thresholds, all_calls, shipped=threshold)
+    data = str((recipe.raw or {}).get("data", recipe.data)) + (" + debian-tts" if tts else "")
+    figures = loso_figures(w, p, fold_thresholds, all_calls, shipped=threshold, data=data)
     figures["head_C"] = {"grid": list(recipe.c_grid), "per_fold": list(chosen_c.values())}
     figures["head_C"]["shipped"] = c_final
     say(
@@ -280,7 +284,9 @@ def _channel_windows(
     parts = []
     for k in range(recipe.channel_copies):
         say(f"  call channels, copy {k + 1}/{recipe.channel_copies}: {mix}")
-        key = cache_key(recipe.checkpoint_sha256, f"codecs:{k}:{mix!r}", recipe.per_call)
+        key = cache_key(
+            recipe.checkpoint_sha256, channel_cache_name(recipe, k, mix), recipe.per_call
+        )
         parts.append(
             embed_calls(
                 calls,
@@ -302,6 +308,13 @@ def _channel_windows(
         np.array([calls[c].is_fake for c in d["call"]]),
         np.array([calls[c].source for c in d["call"]]),
     )
+
+
+def channel_cache_name(recipe: Recipe, copy: int, mix: Any) -> str:
+    """What the cache of channel copy ``copy`` is keyed on: the mix and the seed that drew the
+    paths (seed 0 keeps the name caches were first written under)."""
+    seed = f":seed{recipe.seed}" if recipe.seed else ""
+    return f"codecs:{copy}:{mix!r}{seed}"
 
 
 def _sources(calls: list[Call]) -> list[dict[str, Any]]:

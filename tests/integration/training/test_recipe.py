@@ -240,6 +240,8 @@ def test_writes_model_and_card(built: dict[str, Any]) -> None:
     # the tone is learnable: held-out sources are ranked better than chance
     assert loso["auc"] > 0.5, loso
     assert m["metrics"]["logo"]["generators"] == 2  # tone-tts-a and -b, 4 calls each
+    # the card says what was trained on: this data folder, no Debian TTS
+    assert m["metrics"]["protocol"].startswith("leave-one-source-out over data, 8 kHz G.711")
 
 
 @pytest.mark.slow
@@ -273,7 +275,7 @@ def test_channel_copies_add_training_windows(built: dict[str, Any]) -> None:
     assert found, first
     # one cache file per call under the key of the recipe's mix, apart from the G.711 ones; a
     # quiet draw (level down to -20 dB) may leave the VAD fewer windows, never more than 2 a call
-    key = cache_key(built["sha"], f"codecs:0:{ChannelMix.from_mapping(MIX)!r}", 2)
+    key = cache_key(built["sha"], f"codecs:0:{ChannelMix.from_mapping(MIX)!r}", 2)  # seed 0
     g711 = cache_key(built["sha"], "ulaw", 2)
     for k in (key, g711):
         assert len(list((built["root"] / "cache" / k).glob("*.npz"))) == n_calls, k
@@ -326,6 +328,27 @@ def test_bad_channel_mix_fails_before_any_work(tmp_path: Path) -> None:
     rc, _, err = train(tmp_path, recipe)
     assert rc == 2
     assert "channels.mix: ChannelMix.p_reverb must be a probability" in err, err
+
+
+def test_bad_head_c_is_refused(tmp_path: Path) -> None:
+    for c in ([], [0.1, 0.0], -1):
+        rc, _, err = train(tmp_path, write_recipe(tmp_path, "0" * 64, head={"C": c}))
+        assert rc == 2 and "head.C must be a positive number" in err, (c, err)
+
+
+def test_channel_cache_depends_on_the_seed(tmp_path: Path) -> None:
+    """Another seed draws other call paths, so it must not reuse the cached ones."""
+    from streamd.training.channels import ChannelMix
+    from streamd.training.recipe import Recipe, channel_cache_name
+
+    mix = ChannelMix.from_mapping(MIX)
+    names = set()
+    for seed in (0, 1, 2):
+        write_recipe(tmp_path, "0" * 64, seed=seed)
+        recipe = Recipe.load(tmp_path / "recipe.yaml", tmp_path)
+        names |= {channel_cache_name(recipe, k, mix) for k in (0, 1)}
+    assert len(names) == 6
+    assert f"codecs:0:{mix!r}" in names  # seed 0: the name earlier caches were written under
 
 
 def test_help_explains_recipe(capsys: pytest.CaptureFixture[str]) -> None:
