@@ -48,12 +48,13 @@ def main() -> None:
             z["call"].tolist(), z["end"].tolist(), z["emb"], z["logit"], strict=True
         ):
             rows[int(c)].setdefault(round(float(e), 3), (v, lg))
+    dim = len(next(iter(next(iter(rows.values())).values()))[0])
     for ci, call in enumerate(cs):
         wins = sorted(rows.get(ci, {}).items())[: a.per_call]
         end = np.array([e for e, _ in wins], dtype=np.float64)
-        emb = np.array([v for _, (v, _) in wins], dtype=np.float32).reshape(len(wins), -1)
+        emb = np.array([v for _, (v, _) in wins], dtype=np.float32).reshape(len(wins), dim)
         logit = np.array([lg for _, (_, lg) in wins], dtype=np.float32).reshape(len(wins), 2)
-        save_call(out, call, end, emb, logit, emb.shape[1] if len(wins) else 160)
+        save_call(out, call, end, emb, logit, dim)
     print(f"wrote {len(cs)} call files ({sum(len(v) for v in rows.values())} windows) to {out}")
     if a.verify:
         from streamd.export.aasist import load_checkpoint
