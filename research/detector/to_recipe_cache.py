@@ -49,13 +49,15 @@ def main() -> None:
         ):
             rows[int(c)].setdefault(round(float(e), 3), (v, lg))
     dim = len(next(iter(next(iter(rows.values())).values()))[0])
+    saved = 0
     for ci, call in enumerate(cs):
         wins = sorted(rows.get(ci, {}).items())[: a.per_call]
         end = np.array([e for e, _ in wins], dtype=np.float64)
         emb = np.array([v for _, (v, _) in wins], dtype=np.float32).reshape(len(wins), dim)
         logit = np.array([lg for _, (_, lg) in wins], dtype=np.float32).reshape(len(wins), 2)
         save_call(out, call, end, emb, logit, dim)
-    print(f"wrote {len(cs)} call files ({sum(len(v) for v in rows.values())} windows) to {out}")
+        saved += len(wins)
+    print(f"wrote {len(cs)} call files ({saved} windows, each call's first {a.per_call}) to {out}")
     if a.verify:
         from streamd.export.aasist import load_checkpoint
 
