@@ -70,8 +70,12 @@ def build(
 ) -> tuple[Windows, list[tuple[int, float]], Windows | None]:
     models = a.models.split(",")
     tables = [load_dedup(a.cache / CACHE_OF[m]) for m in models]
-    keys = sorted(set(tables[0]).intersection(*tables[1:])) if a.subset else sorted(tables[0])
-    if not a.subset and len(models) > 1:
+    keys = sorted(tables[0])
+    if a.subset:  # the windows every --subset model scored, whatever is fused
+        for m in a.subset.split(","):
+            ok = set(tables[models.index(m)] if m in models else load_dedup(a.cache / CACHE_OF[m]))
+            keys = [k for k in keys if k in ok]
+    if len(models) > 1 and not a.subset:
         raise SystemExit("fusion needs --subset (the calls every model scored)")
     x = np.stack([np.concatenate([t[k] for t in tables]) for k in keys])
     call = np.array([k[0] for k in keys])
@@ -167,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument(
         "--models", default="asv5", help="readouts to fuse (concatenated): " + ",".join(CACHE_OF)
     )
-    ap.add_argument("--subset", action="store_true", help="only windows every model scored")
+    ap.add_argument("--subset", help="only the windows these models (comma list) all scored")
     ap.add_argument("--aug", help="cache folder of augmented windows to add to training")
     ap.add_argument("--grid", default="0.001,0.003,0.01,0.03,0.1", help="C values to choose from")
     ap.add_argument("--no-logo", action="store_true", help="skip leave-one-generator-out")
