@@ -107,15 +107,42 @@ def call_eer(w: Windows, p: np.ndarray, mask: np.ndarray) -> float:
     return clip_metrics(s, y)[0]
 
 
+BALANCE = False  # --balance: every (source, class) pair weighs the same in the head's fit
+
+
+def balanced_logistic(x: np.ndarray, y: np.ndarray, g: np.ndarray, c: float) -> Any:
+    """fit_logistic with sample weights: each class sums to 1/2, split equally over its sources."""
+    from sklearn.linear_model import LogisticRegression
+
+    from streamd.export.aasist_head import HeadWeights
+
+    sw = np.zeros(len(y))
+    for label in (0, 1):
+        srcs = sorted(set(g[y == label].tolist()))
+        for s in srcs:
+            m = (y == label) & (g == s)
+            sw[m] = 1.0 / (2 * len(srcs) * m.sum())
+    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+    lr = LogisticRegression(C=c, max_iter=3000, random_state=0)
+    lr.fit((x - mean) / scale, y, sample_weight=sw * len(y))
+    return HeadWeights(
+        mean, scale, [(lr.coef_.astype(np.float64), lr.intercept_.astype(np.float64))]
+    )
+
+
 def fitter(c: float, aug: Windows | None, w: Windows) -> Any:
     """A fit function for C; with ``aug``, the training calls' augmented windows join the fit
     (looked up by the call indices of the training rows)."""
 
     def fit(x: np.ndarray, y: np.ndarray, rows: np.ndarray | None = None) -> Any:
+        g = w.group[rows] if rows is not None else None
         if aug is not None and rows is not None:
             extra = np.isin(aug.call, w.call[rows])
             x = np.concatenate([x, aug.x[extra]])
             y = np.concatenate([y, aug.y[extra]])
+            g = np.concatenate([g, aug.group[extra]]) if g is not None else None
+        if BALANCE and g is not None:
+            return balanced_logistic(x, y, g, c)
         return fit_logistic(x, y, c)
 
     return fit
@@ -186,11 +213,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--subset", help="only the windows these models (comma list) all scored")
     ap.add_argument("--aug", help="cache folder of augmented windows to add to training")
     ap.add_argument("--test-channel", help="cache folder: also score held-out calls through it")
+    ap.add_argument("--balance", action="store_true", help="weigh sources equally in each class")
     ap.add_argument("--grid", default="0.001,0.003,0.01,0.03,0.1", help="C values to choose from")
     ap.add_argument("--no-logo", action="store_true", help="skip leave-one-generator-out")
     ap.add_argument("--tag", default="", help="name of the result JSON (nested-TAG.json)")
     add_paths(ap)
     a = ap.parse_args(argv)
+    global BALANCE
+    BALANCE = a.balance
     cs = calls(a.shared)
     grid = [float(v) for v in a.grid.split(",")]
     w, _, aug = build(a, cs)
