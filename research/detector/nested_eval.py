@@ -47,8 +47,11 @@ CACHE_OF = {
 }
 
 
-def load_dedup(folder: Path, per_call: int = 6) -> dict[tuple[int, float], np.ndarray]:
-    """(call, end) -> readout, each call's first ``per_call`` windows, duplicates dropped."""
+def load_dedup(
+    folder: Path, per_call: int = 6, field: str = "emb"
+) -> dict[tuple[int, float], np.ndarray]:
+    """(call, end) -> readout (or ``field``), each call's first ``per_call`` windows, duplicates
+    dropped."""
     files = sorted(folder.glob("shard*.npz"))
     if not files:
         raise SystemExit(f"no shards in {folder}")
@@ -56,7 +59,7 @@ def load_dedup(folder: Path, per_call: int = 6) -> dict[tuple[int, float], np.nd
     count: Counter[int] = Counter()
     for f in files:
         z = np.load(f)
-        for c, e, v in zip(z["call"].tolist(), z["end"].tolist(), z["emb"], strict=True):
+        for c, e, v in zip(z["call"].tolist(), z["end"].tolist(), z[field], strict=True):
             key = (int(c), round(float(e), 3))
             if key in out or count[key[0]] >= per_call:
                 continue
@@ -214,6 +217,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--aug", help="cache folder of augmented windows to add to training")
     ap.add_argument("--test-channel", help="cache folder: also score held-out calls through it")
     ap.add_argument("--balance", action="store_true", help="weigh sources equally in each class")
+    ap.add_argument(
+        "--published",
+        help="also report these published models as they are (comma list; their logits, fold "
+        "thresholds from the other sources' real calls, and 0.5), with --markdown",
+    )
+    ap.add_argument("--markdown", type=Path, help="write the doc's tables (final_eval layout)")
     ap.add_argument("--grid", default="0.001,0.003,0.01,0.03,0.1", help="C values to choose from")
     ap.add_argument("--no-logo", action="store_true", help="skip leave-one-generator-out")
     ap.add_argument("--tag", default="", help="name of the result JSON (nested-TAG.json)")
@@ -223,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     BALANCE = a.balance
     cs = calls(a.shared)
     grid = [float(v) for v in a.grid.split(",")]
-    w, _, aug = build(a, cs)
+    w, all_keys, aug = build(a, cs)
     ids = set(w.call.tolist())
     print(
         f"{len(w.y)} windows, {len(ids)} calls ({sum(cs[c].is_fake for c in ids)}"
@@ -287,6 +296,27 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"real alerting {pct(v['call_false_alarm']):>6s} fake alerting "
             f"{pct(v['call_detection'])}"
         )
+    if a.published or a.markdown:
+        from final_eval import NAMES, markdown
+
+        out = {"builtin": f}
+        for m in (a.published or "").split(","):
+            if not m:
+                continue
+            t = load_dedup(a.cache / CACHE_OF[m], field="logit")
+            z = np.stack([t[k] for k in all_keys])
+            pm = sigmoid(z[:, 0] - z[:, 1])
+            th = {
+                g: threshold_from_scores(w, pm, w.group != g) for g in sorted(set(w.group.tolist()))
+            }
+            name = {"asv5": "asv5_raw", "aasist-l": "aasistl_raw"}.get(m, m + "_raw")
+            NAMES.setdefault(name, f"{m} (published)")
+            out[name] = loso_figures(w, pm, th, cs, shipped=0.5)
+            lo = out[name]["loso"]
+            print(f"{m} as published: clip EER {pct(lo['clip_eer'])} AUC {lo['auc']}")
+        if a.markdown:
+            a.markdown.write_text(markdown(out))
+            print("wrote", a.markdown)
     path = a.cache / f"nested-{a.tag or a.models.replace(',', '+')}.json"
     path.write_text(json.dumps(f, indent=1, default=str))
     print("wrote", path)
