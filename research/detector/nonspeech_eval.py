@@ -32,7 +32,8 @@ def speech_gated(a: argparse.Namespace, gate: ToneGate) -> tuple[int, int]:
     """(gated, total) over the evaluated ../shared windows (each call's first 6)."""
     from windows import calls
 
-    chosen = set(select_calls(calls(a.shared), a.per, 0, 250))
+    cs = calls(a.shared)
+    chosen = set(range(len(cs)) if a.all_calls else select_calls(cs, a.per, 0, 250))
     seen: dict[int, int] = {}
     gated = total = 0
     for f in sorted((a.cache / "asv5-ulaw").glob("shard*.npz")):
@@ -52,11 +53,24 @@ def main() -> None:
     ap = eval_parser()
     ap.description = __doc__
     ap.add_argument("--threshold", type=float, default=0.8, help="built-in alert threshold")
+    ap.add_argument("--onnx", help="score with this model graph (the shipped model.onnx)")
+    ap.add_argument("--all-calls", action="store_true", help="count gated speech on all calls")
     a = ap.parse_args()
-    w, _, _ = build(a)
-    head = fit_logistic(w.x, w.y, a.C)
     ns = load_shards(a.cache / "asv5-ulaw-nonspeech")
-    p_b = sigmoid(head.score(ns["emb"].astype(np.float64)))
+    if a.onnx:
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(a.onnx, providers=["CPUExecutionProvider"])
+        wav = np.load(sorted((a.cache / "asv5-ulaw-nonspeech").glob("shard*.npz"))[0])["wav"]
+        zs = [
+            sess.run(None, {sess.get_inputs()[0].name: x[None].astype(np.float32)})[0][0]
+            for x in wav
+        ]
+        p_b = p_fake(np.array(zs))
+    else:
+        w, _, _ = build(a)
+        head = fit_logistic(w.x, w.y, a.C)
+        p_b = sigmoid(head.score(ns["emb"].astype(np.float64)))
     p_a5 = p_fake(ns["logit"])
     lpath = a.cache / "aasist-l-on-asv5-ulaw-nonspeech"
     p_l = p_fake(load_shards(lpath)["logit"]) if list(lpath.glob("shard*.npz")) else None
