@@ -181,7 +181,7 @@ def run_recipe(path: Path, root: Path | None = None, say: Callable[[str], None] 
     tts, tts_audio = _tts_calls(recipe, say)
     say(f"  {len(calls)} calls from {recipe.data.name}, {len(tts)} synthesized TTS calls")
     say("[2/5] embedding the daemon's windows after 8 kHz G.711 (cached, resumable)")
-    from streamd.training.phone_embed import cache_key, embed_calls, select_calls
+    from streamd.training.phone_embed import cache_key, call_file, embed_calls, select_calls
 
     chosen = select_calls(calls, recipe.calls_per_source, recipe.seed, recipe.first_calls)
     key = cache_key(recipe.checkpoint_sha256, "ulaw", recipe.per_call)
@@ -191,6 +191,8 @@ def run_recipe(path: Path, root: Path | None = None, say: Callable[[str], None] 
         else f"  {len(chosen)} calls: the first {recipe.first_calls} of a seeded order, plus "
         f"each source's first {recipe.calls_per_source}"
     )
+    # the card's train_seconds covers this run only: record how much of it was cached
+    embedded_now = sum(not call_file(recipe.cache / key, calls[ci]).exists() for ci in chosen)
     shared = embed_calls(
         calls, chosen, encoder, recipe.cache / key, "ulaw", recipe.per_call, recipe.seed, say
     )
@@ -248,6 +250,11 @@ def run_recipe(path: Path, root: Path | None = None, say: Callable[[str], None] 
     figures = loso_figures(w, p, fold_thresholds, all_calls, shipped=threshold, data=data)
     figures["head_C"] = {"grid": list(recipe.c_grid), "per_fold": list(chosen_c.values())}
     figures["head_C"]["shipped"] = c_final
+    figures["training_run"] = {
+        "calls": len(chosen),
+        "calls_embedded_in_this_run": embedded_now,
+        "note": "train_seconds is this run's time; calls not embedded in it came from the cache",
+    }
     say(
         f"  LOSO clip EER {figures['loso']['clip_eer']:.3f} AUC {figures['loso']['auc']:.3f}; "
         f"per-call false alarms {figures['loso']['call_false_alarm']:.3f}, detection "
