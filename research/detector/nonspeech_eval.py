@@ -36,9 +36,13 @@ def speech_gated(a: argparse.Namespace, gate: ToneGate) -> tuple[int, int]:
     chosen = set(range(len(cs)) if a.all_calls else select_calls(cs, a.per, 0, 250))
     seen: dict[int, int] = {}
     gated = total = 0
+    done: set[tuple[int, float]] = set()
     for f in sorted((a.cache / "asv5-ulaw").glob("shard*.npz")):
         z = np.load(f)
-        for c, w in zip(z["call"].tolist(), z["wav"], strict=True):
+        for c, e, w in zip(z["call"].tolist(), z["end"].tolist(), z["wav"], strict=True):
+            if (c, round(e, 3)) in done:  # top-up shards repeat some calls
+                continue
+            done.add((c, round(e, 3)))
             seen[c] = seen.get(c, 0) + 1
             if c not in chosen or seen[c] > 6:
                 continue
