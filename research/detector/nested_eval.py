@@ -88,19 +88,21 @@ def build(
         np.array([cs[c].is_fake for c in call]),
         np.array([cs[c].source for c in call]),
     )
-    aug = None
-    if a.aug:
-        t = load_dedup(a.cache / a.aug)
-        ok = set(call.tolist())
-        ak = sorted(k for k in t if k[0] in ok)
-        ac = np.array([k[0] for k in ak])
-        aug = Windows(
-            np.stack([t[k] for k in ak]),
-            ac,
-            np.array([cs[c].is_fake for c in ac]),
-            np.array([cs[c].source for c in ac]),
-        )
+    aug = same_calls(a.cache / a.aug, set(call.tolist()), cs) if a.aug else None
     return w, keys, aug
+
+
+def same_calls(folder: Path, ids: set[int], cs: Sequence[Call]) -> Windows:
+    """The windows of another cache (another channel) that belong to the calls ``ids``."""
+    t = load_dedup(folder)
+    ak = sorted(k for k in t if k[0] in ids)
+    ac = np.array([k[0] for k in ak])
+    return Windows(
+        np.stack([t[k] for k in ak]),
+        ac,
+        np.array([cs[c].is_fake for c in ac]),
+        np.array([cs[c].source for c in ac]),
+    )
 
 
 def call_eer(w: Windows, p: np.ndarray, mask: np.ndarray) -> float:
@@ -239,17 +241,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f" fake), {len(set(w.group.tolist()))} sources, dim {w.x.shape[1]}"
         + (f"; +{len(aug.y)} augmented training windows" if aug else "")
     )
-    alt = None
-    if a.test_channel:
-        t = load_dedup(a.cache / a.test_channel)
-        ak = sorted(k for k in t if k[0] in ids)
-        ac = np.array([k[0] for k in ak])
-        alt = Windows(
-            np.stack([t[k] for k in ak]),
-            ac,
-            np.array([cs[c].is_fake for c in ac]),
-            np.array([cs[c].source for c in ac]),
-        )
+    alt = same_calls(a.cache / a.test_channel, ids, cs) if a.test_channel else None
     p, thr, chosen = nested_loso(w, aug, grid, alt=alt)
     if alt is not None:
         same = np.where(np.isin(w.call, alt.call), p, np.nan)

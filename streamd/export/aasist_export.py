@@ -6,6 +6,7 @@ authors' evaluation does; the manifest says ``pad: repeat`` so the scorer feeds 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,47 @@ from streamd.model.manifest import WindowSpec, sha256_file
 LABELS = ["spoof", "bonafide"]
 
 
+def checkpoint_plan(
+    source: Path,
+    family: str,
+    what: str,
+    load: Callable[[], Any],
+    wrap: Callable[[Any], Any],
+    architecture: Callable[[Any], str],
+    source_url: str | None,
+    license: str | None,
+    window_min_s: float,
+) -> ExportPlan:
+    """The plan of a published raw-waveform anti-spoofing .pth (AASIST, RawGAT-ST): labels
+    [spoof, bonafide], a fixed 64,600-sample window tiled inside the graph, the catalog's URL,
+    license and reported figures when the sha256 is known."""
+    from streamd.export.catalog import by_sha256
+
+    if not source.is_file():
+        raise UsageError(f"{source}: expected {what} .pth state dict")
+    digest = sha256_file(source)
+    known = by_sha256(digest)
+    model = load_or_fail(str(source), load, f" as {what} checkpoint")
+    n = model.config.nb_samp
+    metrics: dict[str, Any] = {"reported": known.reported} if known else {}
+    return ExportPlan(
+        module=wrap(model).eval(),
+        family=family,
+        labels=list(LABELS),
+        fake_index=LABELS.index("spoof"),
+        window=WindowSpec(min_s=window_min_s, max_s=n / 16000, pad="repeat"),
+        source=source_url or (known.url if known else str(source)),
+        license=license or (known.license if known else "see the checkpoint's source"),
+        metrics=metrics,
+        fixed_length=True,
+        extra={
+            "checkpoint_sha256": digest,
+            "architecture": architecture(model),
+            "score_note": "p_fake is softmax(logits)[0]; the authors' score is logit 1 (bona fide)",
+        },
+    )
+
+
 def load_plan(
     source: Path,
     config_path: Path | None = None,
@@ -26,30 +68,15 @@ def load_plan(
     **_: Any,
 ) -> ExportPlan:
     from streamd.export.aasist import AasistForExport, load_checkpoint
-    from streamd.export.catalog import by_sha256
 
-    if not source.is_file():
-        raise UsageError(f"{source}: expected an AASIST .pth state dict")
-    digest = sha256_file(source)
-    known = by_sha256(digest)
-    model = load_or_fail(
-        str(source), lambda: load_checkpoint(source, config_path), " as an AASIST checkpoint"
-    )
-    n = model.config.nb_samp
-    metrics: dict[str, Any] = {"reported": known.reported} if known else {}
-    return ExportPlan(
-        module=AasistForExport(model).eval(),
-        family="aasist",
-        labels=list(LABELS),
-        fake_index=0,
-        window=WindowSpec(min_s=window_min_s, max_s=n / 16000, pad="repeat"),
-        source=source_url or (known.url if known else str(source)),
-        license=license or (known.license if known else "see the checkpoint's source"),
-        metrics=metrics,
-        fixed_length=True,
-        extra={
-            "checkpoint_sha256": digest,
-            "architecture": getattr(model, "config_source", "AASIST"),
-            "score_note": "p_fake is softmax(logits)[0]; the authors' score is logit 1 (bona fide)",
-        },
+    return checkpoint_plan(
+        source,
+        "aasist",
+        "an AASIST",
+        lambda: load_checkpoint(source, config_path),
+        AasistForExport,
+        lambda m: getattr(m, "config_source", "AASIST"),
+        source_url,
+        license,
+        window_min_s,
     )

@@ -10,10 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from streamd.errors import UsageError
-from streamd.export.common import load_or_fail
+from streamd.export.aasist_export import checkpoint_plan
 from streamd.export.export import ExportPlan
-from streamd.model.manifest import WindowSpec, sha256_file
 
 #: output order of the authors' code: their protocol parser labels bona fide 1, spoof 0
 LABELS = ["spoof", "bonafide"]
@@ -27,31 +25,16 @@ def load_plan(
     window_min_s: float = 2.5,
     **_: Any,
 ) -> ExportPlan:
-    from streamd.export.catalog import by_sha256
     from streamd.export.rawgat import RawGatForExport, load_checkpoint
 
-    if not source.is_file():
-        raise UsageError(f"{source}: expected a RawGAT-ST .pth state dict")
-    digest = sha256_file(source)
-    known = by_sha256(digest)
-    model = load_or_fail(
-        str(source), lambda: load_checkpoint(source, config_path), " as a RawGAT-ST checkpoint"
-    )
-    n = model.config.nb_samp
-    metrics: dict[str, Any] = {"reported": known.reported} if known else {}
-    return ExportPlan(
-        module=RawGatForExport(model).eval(),
-        family="rawgat-st",
-        labels=list(LABELS),
-        fake_index=LABELS.index("spoof"),
-        window=WindowSpec(min_s=window_min_s, max_s=n / 16000, pad="repeat"),
-        source=source_url or (known.url if known else str(source)),
-        license=license or (known.license if known else "see the checkpoint's source"),
-        metrics=metrics,
-        fixed_length=True,
-        extra={
-            "checkpoint_sha256": digest,
-            "architecture": f"RawGAT-ST mul ({model.config_source})",
-            "score_note": "p_fake is softmax(logits)[0]; the authors' score is logit 1 (bona fide)",
-        },
+    return checkpoint_plan(
+        source,
+        "rawgat-st",
+        "a RawGAT-ST",
+        lambda: load_checkpoint(source, config_path),
+        RawGatForExport,
+        lambda m: f"RawGAT-ST mul ({m.config_source})",
+        source_url,
+        license,
+        window_min_s,
     )
